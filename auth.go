@@ -1,0 +1,416 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// slotWait is how long a request waits for a bcrypt slot before a 503.
+const slotWait = 5 * time.Second
+
+// credentials is the body of POST /signup.
+type credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// valid applies the signup rules: a 3-64 character username of
+// A-Z a-z 0-9 . _ - and an 8-72 byte password.
+func (c *credentials) valid() error {
+	if err := validUsername(c.Username); err != nil {
+		return err
+	}
+	return validPassword("password", c.Password)
+}
+
+// validUsername applies the username rule.
+func validUsername(name string) error {
+	if len(name) < 3 || len(name) > 64 || strings.Trim(name, usernameChars) != "" {
+		return badRequest("Member \"username\" must be 3 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'.")
+	}
+	return nil
+}
+
+const usernameChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
+// validPassword applies the password rule; bcrypt reads at most 72 bytes.
+func validPassword(member, pw string) error {
+	if len(pw) < 8 || len(pw) > 72 {
+		return badRequest("Member %q must be 8 to 72 bytes long.", member)
+	}
+	return nil
+}
+
+// loginRequest is the body of POST /login. Missing or empty credentials are
+// a failed login (401), as in the seed, not a malformed request.
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+func (l *loginRequest) valid() error {
+	if l.Username == "" || l.Password == "" {
+		return errCouldNotVerify
+	}
+	return nil
+}
+
+// tokenResponse is the answer to a login: strings and integers only, since
+// seed clients read it with Python's ast.literal_eval.
+type tokenResponse struct {
+	Token        string `json:"token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+// userResponse is a user as /me and /admin/users show it.
+type userResponse struct {
+	PublicID  string `json:"public_id"`
+	Username  string `json:"username"`
+	Admin     bool   `json:"admin"`
+	CreatedAt string `json:"created_at"`
+	Books     *int   `json:"books,omitempty"`
+}
+
+func newUserResponse(u user, withBooks bool) userResponse {
+	r := userResponse{PublicID: u.PublicID, Username: u.Username, Admin: u.Admin, CreatedAt: timestamp(u.CreatedAt)}
+	if withBooks {
+		n := u.Books
+		r.Books = &n
+	}
+	return r
+}
+
+// timestamp formats t as RFC 3339 in UTC.
+func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// withSlot runs fn on one of the bounded bcrypt slots, so a flood of logins
+// cannot starve the rest of the API of CPU.
+func (s *server) withSlot(ctx context.Context, fn func()) error {
+	t := time.NewTimer(slotWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+	case <-t.C:
+		return errBusy
+	case <-ctx.Done():
+		return errBusy
+	}
+	defer func() { <-s.slots }()
+	fn()
+	return nil
+}
+
+// hashPassword hashes pw at the configured cost on a bcrypt slot.
+func (s *server) hashPassword(ctx context.Context, pw string) (string, error) {
+	var hash []byte
+	var herr error
+	if err := s.withSlot(ctx, func() { hash, herr = bcrypt.GenerateFromPassword([]byte(pw), s.cfg.bcryptCost) }); err != nil {
+		return "", err
+	}
+	if herr != nil {
+		return "", fmt.Errorf("hash password: %w", herr)
+	}
+	return string(hash), nil
+}
+
+// signup creates an account.
+func (s *server) signup(w http.ResponseWriter, r *http.Request) error {
+	var req credentials
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	hash, err := s.hashPassword(r.Context(), req.Password)
+	if err != nil {
+		return err
+	}
+	u, err := s.db.createUser(r.Context(), uuid.NewString(), req.Username, hash, false, s.now())
+	if errors.Is(err, errConflict) {
+		return errUserExists
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, struct {
+		Message  string `json:"message"`
+		PublicID string `json:"public_id"`
+		Username string `json:"username"`
+	}{"registered successfully", u.PublicID, u.Username})
+	return nil
+}
+
+// readLogin reads a login body. An empty body or a JSON value that is not an
+// object is a failed login (401, as in the seed); a body that is not JSON at
+// all is a 400 like anywhere else.
+func readLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
+	var req loginRequest
+	body, err := readBody(w, r)
+	if err != nil {
+		return req, err
+	}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '{' && json.Valid(trimmed) {
+		return req, errCouldNotVerify
+	}
+	return req, parseObject(body, &req)
+}
+
+// login checks a username and password and starts a session. Unknown users
+// and wrong passwords get the same answer after the same bcrypt work.
+func (s *server) login(w http.ResponseWriter, r *http.Request) error {
+	req, err := readLogin(w, r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	u, hash, err := s.db.credentials(ctx, req.Username)
+	known := err == nil
+	if err != nil && !errors.Is(err, errNotFound) {
+		return err
+	}
+	if !known {
+		hash = string(s.dummyHash())
+	}
+	pw := []byte(req.Password)
+	// bcrypt compares only the first 72 bytes; a longer password never
+	// matches, but costs the same work.
+	tooLong := len(pw) > 72
+	if tooLong {
+		pw = pw[:72]
+	}
+	var match bool
+	if err := s.withSlot(ctx, func() { match = bcrypt.CompareHashAndPassword([]byte(hash), pw) == nil }); err != nil {
+		return err
+	}
+	if !known || !match || tooLong {
+		return errCouldNotVerify
+	}
+	s.upgradeHash(ctx, u, hash, req.Password)
+	resp, err := s.startSession(ctx, u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, resp)
+	return nil
+}
+
+// upgradeHash re-hashes a password whose stored hash has a lower cost than
+// the configured one. A failure is logged and the old hash kept.
+func (s *server) upgradeHash(ctx context.Context, u user, hash, pw string) {
+	cost, err := bcrypt.Cost([]byte(hash))
+	if err != nil || cost >= s.cfg.bcryptCost {
+		return
+	}
+	newHash, err := s.hashPassword(ctx, pw)
+	if err == nil {
+		err = s.db.setPasswordHash(ctx, u.ID, newHash)
+	}
+	if err != nil {
+		s.log.Warn("upgrade password hash", "user", u.PublicID, "err", err)
+	}
+}
+
+// newRefreshToken returns an opaque refresh token of 256 random bits and the
+// SHA-256 hash under which it is stored.
+func newRefreshToken() (string, []byte) {
+	var b [32]byte
+	rand.Read(b[:])
+	tok := base64.RawURLEncoding.EncodeToString(b[:])
+	sum := sha256.Sum256([]byte(tok))
+	return tok, sum[:]
+}
+
+// startSession creates a login session for u and its first token pair.
+func (s *server) startSession(ctx context.Context, u user) (tokenResponse, error) {
+	now := s.now()
+	sid := uuid.NewString()
+	refresh, refreshHash := newRefreshToken()
+	if err := s.db.createSession(ctx, sid, u.ID, refreshHash, now, s.cfg.refreshTTL); err != nil {
+		return tokenResponse{}, err
+	}
+	access, err := s.accessToken(u, sid, now)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	return tokenResponse{Token: access, TokenType: "Bearer", ExpiresIn: int64(s.cfg.tokenTTL / time.Second), RefreshToken: refresh}, nil
+}
+
+// accessToken signs an access token for u in session sid.
+func (s *server) accessToken(u user, sid string, now time.Time) (string, error) {
+	return sign(claims{
+		Issuer:    s.cfg.issuer,
+		Subject:   u.PublicID,
+		PublicID:  u.PublicID,
+		SessionID: sid,
+		IssuedAt:  now.Unix(),
+		ExpiresAt: now.Add(s.cfg.tokenTTL).Unix(),
+		ID:        uuid.NewString(),
+	}, s.keys.current)
+}
+
+// bearerToken returns the access token of a request: x-access-token (the
+// seed's header) or Authorization: Bearer. Both may be sent only if equal.
+// A header sent more than once is refused.
+func bearerToken(r *http.Request) (string, error) {
+	var fromHeader, fromAuth string
+	if vals := r.Header.Values("X-Access-Token"); len(vals) > 1 {
+		return "", errInvalidToken
+	} else if len(vals) == 1 {
+		fromHeader = strings.TrimSpace(vals[0])
+	}
+	if vals := r.Header.Values("Authorization"); len(vals) > 1 {
+		return "", errInvalidToken
+	} else if len(vals) == 1 {
+		scheme, tok, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
+		if strings.EqualFold(scheme, "Bearer") {
+			fromAuth = strings.TrimSpace(tok)
+		}
+	}
+	switch {
+	case fromHeader == "" && fromAuth == "":
+		return "", errTokenMissing
+	case fromHeader != "" && fromAuth != "" && fromHeader != fromAuth:
+		return "", errInvalidToken
+	case fromHeader != "":
+		return fromHeader, nil
+	}
+	return fromAuth, nil
+}
+
+// authenticate verifies the request's token and loads its user and session
+// from the database, so a deleted user or an ended session is refused at once.
+func (s *server) authenticate(r *http.Request) (user, error) {
+	tok, err := bearerToken(r)
+	if err != nil {
+		return user{}, err
+	}
+	now := s.now()
+	c, err := verify(tok, s.keys, s.cfg.issuer, now)
+	if err != nil || c.Subject == "" || c.PublicID != c.Subject || c.SessionID == "" {
+		return user{}, errInvalidToken
+	}
+	u, err := s.db.sessionUser(r.Context(), c.SessionID, c.Subject, now)
+	if errors.Is(err, errNotFound) {
+		return user{}, errInvalidToken
+	}
+	if err != nil {
+		return user{}, err
+	}
+	return u, nil
+}
+
+// requireToken wraps a handler that needs an authenticated user and hands it
+// that user, as the seed's @token_required decorator did.
+func (s *server) requireToken(h func(http.ResponseWriter, *http.Request, user) error) http.Handler {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		u, err := s.authenticate(r)
+		if err != nil {
+			return err
+		}
+		noteUser(r, u.PublicID)
+		return h(w, r, u)
+	})
+}
+
+// requireAdmin is requireToken for administrators only.
+func (s *server) requireAdmin(h func(http.ResponseWriter, *http.Request, user) error) http.Handler {
+	return s.requireToken(func(w http.ResponseWriter, r *http.Request, u user) error {
+		if !u.Admin {
+			return errAdminRequired
+		}
+		return h(w, r, u)
+	})
+}
+
+// me answers the caller's own account.
+func (s *server) me(w http.ResponseWriter, r *http.Request, u user) error {
+	writeJSON(w, http.StatusOK, newUserResponse(u, false))
+	return nil
+}
+
+// listUsers answers a page of users in signup order with their book counts.
+func (s *server) listUsers(w http.ResponseWriter, r *http.Request, _ user) error {
+	q := r.URL.Query()
+	limit, err := parseLimit(q)
+	if err != nil {
+		return err
+	}
+	after := q.Get("after")
+	if q.Has("after") && after == "" {
+		return badRequest("Parameter \"after\" must be a user's public_id.")
+	}
+	users, err := s.db.listUsers(r.Context(), after, limit+1)
+	if errors.Is(err, errNotFound) {
+		return badRequest("Parameter \"after\" names no user.")
+	}
+	if err != nil {
+		return err
+	}
+	if len(users) > limit {
+		users = users[:limit]
+		w.Header().Set("Link", nextLink("/admin/users", limit, users[limit-1].PublicID, nil))
+	}
+	out := make([]userResponse, len(users))
+	for i, u := range users {
+		out[i] = newUserResponse(u, true)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Users []userResponse `json:"Users"`
+	}{out})
+	return nil
+}
+
+// adminChange is the body of PATCH /admin/users/{public_id}.
+type adminChange struct {
+	Admin *bool `json:"admin"`
+}
+
+func (a *adminChange) valid() error {
+	if a.Admin == nil {
+		return badRequest("Member \"admin\" (true or false) is required.")
+	}
+	return nil
+}
+
+// updateUser sets or clears a user's admin flag.
+func (s *server) updateUser(w http.ResponseWriter, r *http.Request, _ user) error {
+	var req adminChange
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	u, err := s.db.setAdmin(r.Context(), r.PathValue("public_id"), *req.Admin)
+	if errors.Is(err, errNotFound) {
+		return errUserNotFound
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newUserResponse(u, true))
+	return nil
+}
+
+// deleteUser removes a user with their books and sessions.
+func (s *server) deleteUser(w http.ResponseWriter, r *http.Request, _ user) error {
+	err := s.db.deleteUser(r.Context(), r.PathValue("public_id"))
+	if errors.Is(err, errNotFound) {
+		return errUserNotFound
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "User deleted"})
+	return nil
+}

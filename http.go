@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"reflect"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// maxBodyBytes is the largest request body read.
+const maxBodyBytes = 1 << 20
+
+// jsonContentType is the Content-Type of every response body.
+const jsonContentType = "application/json; charset=utf-8"
+
+// apiError is an error answered to the client as it is: a status, a stable
+// machine code and a human sentence, plus the headers some of them need.
+type apiError struct {
+	status     int
+	code       string
+	msg        string
+	authHeader string // WWW-Authenticate, for 401s
+	retryAfter int    // seconds, for 429 and 503
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.msg }
+
+// The contract's fixed answers.
+var (
+	errTokenMissing = &apiError{status: http.StatusUnauthorized, code: "token_missing",
+		msg: "A valid token is missing!", authHeader: `Bearer realm="bookapi"`}
+	errInvalidToken = &apiError{status: http.StatusUnauthorized, code: "invalid_token",
+		msg: "Invalid token!", authHeader: `Bearer realm="bookapi", error="invalid_token"`}
+	errCouldNotVerify = &apiError{status: http.StatusUnauthorized, code: "invalid_credentials",
+		msg: "Could not verify!", authHeader: `Basic realm="Login required!"`}
+	errAdminRequired = &apiError{status: http.StatusForbidden, code: "admin_required",
+		msg: "Admin privileges required!"}
+	errForbiddenBook = &apiError{status: http.StatusForbidden, code: "forbidden",
+		msg: "You are not allowed to modify this book!"}
+	errBookNotFound = &apiError{status: http.StatusNotFound, code: "not_found",
+		msg: "book does not exist"}
+	errUserNotFound = &apiError{status: http.StatusNotFound, code: "not_found",
+		msg: "user does not exist"}
+	errUserExists = &apiError{status: http.StatusConflict, code: "conflict",
+		msg: "User already exists!"}
+	errBookExists = &apiError{status: http.StatusConflict, code: "conflict",
+		msg: "Book with same title already exists!"}
+	errRouteNotFound = &apiError{status: http.StatusNotFound, code: "not_found",
+		msg: "The requested URL was not found on the server."}
+	errMethodNotAllowed = &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed",
+		msg: "The method is not allowed for the requested URL."}
+	errBodyTooLarge = &apiError{status: http.StatusRequestEntityTooLarge, code: "body_too_large",
+		msg: "The request body must not be larger than 1 MiB."}
+	errMediaType = &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
+		msg: "The request body must be sent as Content-Type: application/json."}
+	errBusy = &apiError{status: http.StatusServiceUnavailable, code: "unavailable",
+		msg: "The service is busy; try again shortly.", retryAfter: 1}
+)
+
+// badRequest is a 400 invalid_request naming what was wrong.
+func badRequest(format string, a ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: "invalid_request", msg: fmt.Sprintf(format, a...)}
+}
+
+// badJSON is a 400 invalid_json: the body is not one readable JSON object.
+func badJSON(format string, a ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: "invalid_json", msg: fmt.Sprintf(format, a...)}
+}
+
+// errorBody is the one shape of every error response.
+type errorBody struct {
+	Message string `json:"message"`
+	Error   string `json:"error"`
+}
+
+// serveError writes err as the contract's error body: an *apiError as it is,
+// errUnavailable as 503, and anything else as a 500 whose details go only to
+// the log.
+func (s *server) serveError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, errUnavailable):
+		s.log.Warn("database unavailable", "request_id", requestID(r), "err", err)
+		ae = &apiError{status: http.StatusServiceUnavailable, code: "unavailable",
+			msg: "The database is unavailable; try again shortly.", retryAfter: 1}
+	default:
+		s.log.Error("internal error", "request_id", requestID(r), "err", err)
+		ae = &apiError{status: http.StatusInternalServerError, code: "internal",
+			msg: "Internal server error."}
+	}
+	if ae.authHeader != "" {
+		w.Header().Set("WWW-Authenticate", ae.authHeader)
+	}
+	if ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(ae.retryAfter))
+	}
+	writeJSON(w, ae.status, errorBody{Message: ae.msg, Error: ae.code})
+}
+
+// writeJSON writes v as the response body with the given status. Headers are
+// set before WriteHeader, since any set later are dropped.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only our own response types reach here; they always marshal.
+		status = http.StatusInternalServerError
+		body = []byte(`{"message":"Internal server error.","error":"internal"}`)
+	}
+	body = append(body, '\n')
+	h := w.Header()
+	h.Set("Content-Type", jsonContentType)
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// handle adapts a handler that returns an error to http.Handler.
+func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.serveError(w, r, err)
+		}
+	})
+}
+
+// validator is a request body that checks (and normalises) itself after decoding.
+type validator interface {
+	valid() error
+}
+
+// readBody enforces the Content-Type and size rules and returns the raw body.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !(mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
+			return nil, errMediaType
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errBodyTooLarge
+		}
+		return nil, badJSON("The request body could not be read.")
+	}
+	return body, nil
+}
+
+// decode reads the request body into v: one JSON object in valid UTF-8, with
+// only v's members, spelled exactly, each at most once and of the right type,
+// then v.valid(). It is the only way a request body is read.
+func decode(w http.ResponseWriter, r *http.Request, v validator) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	return parseObject(body, v)
+}
+
+// parseObject is decode without the HTTP: body must be one JSON object
+// acceptable to v.
+func parseObject(body []byte, v validator) error {
+	if err := checkObject(body); err != nil {
+		if len(bytes.TrimSpace(body)) == 0 {
+			return badJSON("The request body must be a JSON object; it is empty.")
+		}
+		return badJSON("The request body must be one JSON object: %v.", err)
+	}
+	if err := checkMemberNames(body, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return badRequest("Member %q has the wrong type: want %s.", te.Field, jsonKind(te.Type))
+		}
+		return badRequest("The request body is not acceptable: %v.", err)
+	}
+	return v.valid()
+}
+
+// jsonKind names a Go type as the JSON kind a client should send.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return "a number"
+	}
+	return "another type"
+}
+
+// checkMemberNames refuses top-level members that are not fields of v, with
+// exact case: encoding/json alone would match "Username" to "username".
+func checkMemberNames(body []byte, v any) error {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
+		return badJSON("The request body must be one JSON object.")
+	}
+	t := reflect.TypeOf(v).Elem()
+	known := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		if !t.Field(i).IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	for name := range members {
+		if !known[name] {
+			return badRequest("Unknown member %q.", name)
+		}
+	}
+	return nil
+}
+
+// ctxKey is the type of this package's context keys.
+type ctxKey int
+
+const recordKey ctxKey = iota
+
+// accessRecord is what the access log learns during a request.
+type accessRecord struct {
+	requestID string
+	user      string
+}
+
+func record(r *http.Request) *accessRecord {
+	rec, _ := r.Context().Value(recordKey).(*accessRecord)
+	return rec
+}
+
+// requestID returns the request's id, or "" outside the middleware.
+func requestID(r *http.Request) string {
+	if rec := record(r); rec != nil {
+		return rec.requestID
+	}
+	return ""
+}
+
+// noteUser tells the access log which user made the request.
+func noteUser(r *http.Request, publicID string) {
+	if rec := record(r); rec != nil {
+		rec.user = publicID
+	}
+}
+
+// statusWriter remembers the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (sw *statusWriter) WriteHeader(code int) {
+	if sw.status == 0 {
+		sw.status = code
+	}
+	sw.ResponseWriter.WriteHeader(code)
+}
+
+func (sw *statusWriter) Write(b []byte) (int, error) {
+	if sw.status == 0 {
+		sw.status = http.StatusOK
+	}
+	n, err := sw.ResponseWriter.Write(b)
+	sw.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
+
+// logRequests writes one access line per request, after it is answered.
+func (s *server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &accessRecord{requestID: clientRequestID(r.Header.Get("X-Request-ID"))}
+		r = r.WithContext(context.WithValue(r.Context(), recordKey, rec))
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("pattern", r.Pattern),
+			slog.Int("status", sw.status),
+			slog.Duration("duration", time.Since(start)),
+			slog.Int("bytes", sw.bytes),
+			slog.String("request_id", rec.requestID),
+			slog.String("user", rec.user),
+		)
+	})
+}
+
+// clientRequestID keeps the client's X-Request-ID when it is 1-64 characters
+// of A-Z a-z 0-9 . _ - and otherwise makes a new one.
+func clientRequestID(id string) string {
+	if len(id) >= 1 && len(id) <= 64 && strings.Trim(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == "" {
+		return id
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// recoverPanics turns a panic in a handler into a logged stack and a 500.
+func (s *server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic", "request_id", requestID(r), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if sw, ok := w.(*statusWriter); ok && sw.status != 0 {
+				return // the response is under way; nothing sensible can follow it
+			}
+			s.serveError(w, r, errors.New("panic"))
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// commonHeaders sets the headers every response carries.
+func (s *server) commonHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		// Tokens and user data must not sit in shared caches; every answer
+		// here carries one or the other, or is cheap to ask again.
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Request-ID", requestID(r))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// jsonFallback answers the mux's own 404 and 405 in JSON (keeping Allow).
+// The mux leaves r.Pattern empty exactly when no route matched.
+func (s *server) jsonFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(&fallbackWriter{ResponseWriter: w, r: r, s: s}, r)
+	})
+}
+
+// fallbackWriter replaces the mux's plain-text 404 and 405 with JSON errors.
+type fallbackWriter struct {
+	http.ResponseWriter
+	r        *http.Request
+	s        *server
+	replaced bool
+}
+
+func (f *fallbackWriter) WriteHeader(code int) {
+	if f.r.Pattern == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
+		f.replaced = true
+		f.Header().Del("Content-Type")
+		if code == http.StatusNotFound {
+			f.s.serveError(f.ResponseWriter, f.r, errRouteNotFound)
+		} else {
+			f.s.serveError(f.ResponseWriter, f.r, errMethodNotAllowed)
+		}
+		return
+	}
+	f.ResponseWriter.WriteHeader(code)
+}
+
+func (f *fallbackWriter) Write(b []byte) (int, error) {
+	if f.replaced {
+		return len(b), nil
+	}
+	return f.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (f *fallbackWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }

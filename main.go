@@ -1,0 +1,392 @@
+// Command bookapi is a book-management REST API with JWT authentication,
+// served from one binary over a SQLite file.
+//
+// Usage:
+//
+//	bookapi [serve] [flags]                 serve the API (the default)
+//	bookapi user add [-admin] [flags] NAME  create a user; password on stdin
+//	bookapi user promote|demote [flags] NAME
+//	bookapi version
+//
+// Flags override the environment, which overrides the defaults; see README.md.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// version is the release, set at build time with -ldflags "-X main.version=v1.2.3".
+var version string
+
+// minSecretLen is the shortest signing secret accepted, in bytes.
+const minSecretLen = 32
+
+// shutdownTimeout is how long in-flight requests get to finish after SIGTERM.
+const shutdownTimeout = 30 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bookapi:", err)
+		os.Exit(1)
+	}
+}
+
+// config is everything the server reads at start-up; read-only afterwards.
+type config struct {
+	addr       string
+	db         string
+	issuer     string
+	tokenTTL   time.Duration
+	refreshTTL time.Duration
+	bcryptCost int
+	hashSlots  int // 0: max(1, cores-1)
+	logFormat  string
+	secret     []byte
+}
+
+// run is the whole program with its surroundings passed in, so tests can
+// drive it: the subcommand, flags and environment, and the standard streams.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd, rest := "serve", args[1:]
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		cmd, rest = rest[0], rest[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, getenv, stdout, stderr)
+	case "user":
+		return userCommand(ctx, rest, getenv, stdin, stdout)
+	case "version":
+		fmt.Fprintln(stdout, "bookapi", buildVersion())
+		return nil
+	}
+	return fmt.Errorf("unknown command %q: want serve, user or version", cmd)
+}
+
+// buildVersion is the -X version, else the module version and VCS revision.
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v
+}
+
+// flags is a flag set whose defaults come from the environment: a flag on
+// the command line beats its variable, which beats the built-in default.
+type flags struct {
+	*flag.FlagSet
+	env map[string]string // flag name -> environment variable
+}
+
+func newFlags(name string, stdout io.Writer) *flags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := &flags{FlagSet: fs, env: map[string]string{}}
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage of bookapi %s:\n", name)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return f
+}
+
+// bind records the environment variable that sets flag name.
+func (f *flags) bind(name, env string) { f.env[name] = env }
+
+// parse applies the environment, then the arguments.
+func (f *flags) parse(args []string, getenv func(string) string) error {
+	for name, env := range f.env {
+		if v := getenv(env); v != "" {
+			if err := f.Set(name, v); err != nil {
+				return fmt.Errorf("%s: invalid value %q: %v", env, v, err)
+			}
+		}
+	}
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			f.Usage()
+		}
+		return err
+	}
+	return nil
+}
+
+// dbFlags defines the flags every command shares.
+func dbFlags(f *flags, cfg *config) {
+	f.StringVar(&cfg.db, "db", "bookapi.db", "SQLite file path or file: URI")
+	f.bind("db", "DATABASE_URL")
+	f.IntVar(&cfg.bcryptCost, "bcrypt-cost", 12, "bcrypt cost (4-31)")
+	f.bind("bcrypt-cost", "BOOKAPI_BCRYPT_COST")
+}
+
+// checkDB validates the flags of dbFlags.
+func checkDB(cfg config) error {
+	if cfg.db == "" || strings.Contains(cfg.db, ":memory:") || strings.Contains(cfg.db, "mode=memory") {
+		return fmt.Errorf("-db: want a database file, not %q", cfg.db)
+	}
+	if cfg.bcryptCost < bcrypt.MinCost || cfg.bcryptCost > bcrypt.MaxCost {
+		return fmt.Errorf("-bcrypt-cost: %d is outside %d-%d", cfg.bcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	return nil
+}
+
+// parseServe reads and validates the server's configuration.
+func parseServe(args []string, getenv func(string) string, stdout io.Writer) (config, error) {
+	var cfg config
+	f := newFlags("serve", stdout)
+	f.StringVar(&cfg.addr, "addr", ":8080", "listen address; port 0 picks a free port")
+	f.bind("addr", "BOOKAPI_ADDR")
+	dbFlags(f, &cfg)
+	f.StringVar(&cfg.issuer, "issuer", "bookapi", "iss claim of access tokens")
+	f.bind("issuer", "BOOKAPI_ISSUER")
+	f.DurationVar(&cfg.tokenTTL, "token-ttl", 15*time.Minute, "access-token lifetime")
+	f.bind("token-ttl", "BOOKAPI_TOKEN_TTL")
+	f.DurationVar(&cfg.refreshTTL, "refresh-ttl", 720*time.Hour, "refresh-token lifetime")
+	f.bind("refresh-ttl", "BOOKAPI_REFRESH_TTL")
+	f.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
+	f.bind("log-format", "BOOKAPI_LOG_FORMAT")
+	if err := f.parse(args, getenv); err != nil {
+		return cfg, err
+	}
+	if f.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", f.Arg(0))
+	}
+	if err := checkDB(cfg); err != nil {
+		return cfg, err
+	}
+	switch {
+	case cfg.addr == "":
+		return cfg, errors.New("-addr: must not be empty")
+	case cfg.issuer == "":
+		return cfg, errors.New("-issuer: must not be empty")
+	case cfg.tokenTTL < time.Second:
+		return cfg, fmt.Errorf("-token-ttl: %v is shorter than 1s", cfg.tokenTTL)
+	case cfg.refreshTTL < time.Second:
+		return cfg, fmt.Errorf("-refresh-ttl: %v is shorter than 1s", cfg.refreshTTL)
+	case cfg.logFormat != "text" && cfg.logFormat != "json":
+		return cfg, fmt.Errorf("-log-format: %q is neither text nor json", cfg.logFormat)
+	}
+	if s := getenv("SECRET_KEY"); s != "" {
+		if len(s) < minSecretLen {
+			return cfg, fmt.Errorf("SECRET_KEY: %d bytes is shorter than the minimum of %d", len(s), minSecretLen)
+		}
+		cfg.secret = []byte(s)
+	}
+	return cfg, nil
+}
+
+// newLogger builds the one logger, writing text or JSON to w.
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// loadSecret returns the signing secret stored beside the database, creating
+// it (mode 0600) on first start.
+func loadSecret(dbFile string) ([]byte, bool, error) {
+	path := dbFile + ".secret"
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < minSecretLen {
+			return nil, false, fmt.Errorf("secret file %s: shorter than %d bytes", path, minSecretLen)
+		}
+		return []byte(s), false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, fmt.Errorf("secret file: %w", err)
+	}
+	var raw [48]byte
+	rand.Read(raw[:])
+	s := base64.RawURLEncoding.EncodeToString(raw[:])
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return loadSecret(dbFile) // another process won the race
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("secret file: %w", err)
+	}
+	_, werr := file.WriteString(s + "\n")
+	if err := errors.Join(werr, file.Sync(), file.Close()); err != nil {
+		os.Remove(path)
+		return nil, false, fmt.Errorf("secret file: %w", err)
+	}
+	return []byte(s), true, nil
+}
+
+// serve runs the HTTP server until ctx is cancelled, then drains it.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.logFormat, stderr)
+
+	st, err := openStore(ctx, cfg.db)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.close(); err != nil {
+			log.Error("close database", "err", err)
+		}
+	}()
+	if cfg.secret == nil {
+		secret, created, err := loadSecret(dbPath(cfg.db))
+		if err != nil {
+			return err
+		}
+		cfg.secret = secret
+		if created {
+			log.Info("generated signing secret", "file", dbPath(cfg.db)+".secret")
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("-addr: %w", err)
+	}
+	s := newServer(cfg, st, log, newKeyring(cfg.secret), time.Now)
+	go s.dummyHash() // ready before the first login for an unknown user
+	srv := &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "version", buildVersion())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "drain", shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// userCommand runs "user add|promote|demote".
+func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("user: want add, promote or demote")
+	}
+	verb := args[0]
+	var cfg config
+	var admin bool
+	f := newFlags("user "+verb, stdout)
+	dbFlags(f, &cfg)
+	switch verb {
+	case "add":
+		f.BoolVar(&admin, "admin", false, "make the user an administrator")
+	case "promote", "demote":
+	default:
+		return fmt.Errorf("user: unknown command %q: want add, promote or demote", verb)
+	}
+	if err := f.parse(args[1:], getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if f.NArg() != 1 {
+		return fmt.Errorf("user %s: want exactly one user name", verb)
+	}
+	name := f.Arg(0)
+	if err := checkDB(cfg); err != nil {
+		return err
+	}
+	if verb == "add" {
+		if err := validUsername(name); err != nil {
+			return errors.New("user add: a user name is 3 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+		}
+	}
+	st, err := openStore(ctx, cfg.db)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	switch verb {
+	case "add":
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("user add: read password: %w", err)
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		if validPassword("password", pw) != nil {
+			return errors.New("user add: the password (one line on standard input) must be 8 to 72 bytes")
+		}
+		hash, err := bcrypt.GenerateFromPassword([]byte(pw), cfg.bcryptCost)
+		if err != nil {
+			return fmt.Errorf("user add: %w", err)
+		}
+		u, err := st.createUser(ctx, uuid.NewString(), name, string(hash), admin, time.Now())
+		if errors.Is(err, errConflict) {
+			return fmt.Errorf("user add: user %q already exists", name)
+		}
+		if err != nil {
+			return fmt.Errorf("user add: %w", err)
+		}
+		fmt.Fprintf(stdout, "created user %s (public_id %s, admin %t)\n", u.Username, u.PublicID, u.Admin)
+	case "promote", "demote":
+		err := st.setAdminByName(ctx, name, verb == "promote")
+		if errors.Is(err, errNotFound) {
+			return fmt.Errorf("user %s: no user %q", verb, name)
+		}
+		if err != nil {
+			return fmt.Errorf("user %s: %w", verb, err)
+		}
+		fmt.Fprintf(stdout, "%sd user %s\n", verb, name)
+	}
+	return nil
+}

@@ -1,0 +1,628 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// migrationFiles holds the schema steps, applied in file-name order.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// The store's sentinel errors. Handlers map them to contract messages; no
+// driver or SQL error ever crosses the store's boundary unwrapped.
+var (
+	errNotFound    = errors.New("not found")
+	errConflict    = errors.New("conflict")
+	errNotOwner    = errors.New("not the owner")
+	errUnavailable = errors.New("database unavailable")
+)
+
+// store is the service's persistence: one writer connection (SQLite allows a
+// single writer; queuing in Go is cheaper than SQLITE_BUSY retries) and a pool
+// of read-only connections on the same file.
+type store struct {
+	w *sql.DB
+	r *sql.DB
+}
+
+// user is an account as the handlers see it; the password hash stays in the store.
+type user struct {
+	ID        int64
+	PublicID  string
+	Username  string
+	Admin     bool
+	CreatedAt time.Time
+	Books     int // filled only by listUsers and userInfo
+}
+
+// book is a stored book with its owner's username.
+type book struct {
+	ID        int64
+	Title     string
+	Author    string
+	ISBN      string
+	OwnerID   int64
+	Owner     string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// bookFilter selects a page of books; zero values mean "no condition".
+type bookFilter struct {
+	After  int64
+	Limit  int
+	Q      string // lower-cased substring of title or author
+	Author string // lower-cased exact author
+	Owner  string // lower-cased username
+}
+
+// bookChange is a partial update; nil fields stay as they are, and ClearISBN
+// removes the ISBN.
+type bookChange struct {
+	Title     *string
+	Author    *string
+	ISBN      *string
+	ClearISBN bool
+}
+
+// dbPath returns the file a -db value names, for the secret file beside it.
+func dbPath(dsn string) string {
+	if rest, ok := strings.CutPrefix(dsn, "file:"); ok {
+		p, _, _ := strings.Cut(rest, "?")
+		if u, err := url.PathUnescape(p); err == nil {
+			return u
+		}
+		return p
+	}
+	return dsn
+}
+
+// sqliteDSN adds the connection settings to a path or file: URI. The pragmas
+// ride in the DSN so that every pooled connection gets them; busy_timeout
+// comes first so the others wait for a lock rather than fail.
+func sqliteDSN(dsn string, readOnly bool) string {
+	if !strings.HasPrefix(dsn, "file:") {
+		dsn = "file:" + (&url.URL{Path: dsn}).EscapedPath()
+	}
+	params := []string{
+		"_pragma=busy_timeout(5000)",
+		"_pragma=journal_mode(WAL)",
+		"_pragma=foreign_keys(1)",
+		"_pragma=synchronous(FULL)",
+	}
+	if readOnly {
+		params = append(params, "_pragma=query_only(1)")
+	} else {
+		params = append(params, "_txlock=immediate")
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + strings.Join(params, "&")
+}
+
+// openStore opens the database at dsn, creating and migrating it as needed.
+func openStore(ctx context.Context, dsn string) (*store, error) {
+	w, err := sql.Open("sqlite", sqliteDSN(dsn, false))
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := migrate(ctx, w, sub); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", sqliteDSN(dsn, true))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	n := 2 * runtime.NumCPU()
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	return &store{w: w, r: r}, nil
+}
+
+// close checkpoints the WAL into the main file and closes both pools.
+func (st *store) close() error {
+	rerr := st.r.Close()
+	_, _ = st.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	return errors.Join(rerr, st.w.Close())
+}
+
+// migrate applies every NNNN_*.sql file above the database's user_version,
+// each in its own transaction together with the version bump. A database
+// whose version is newer than the newest file is refused.
+func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	sort.Strings(names)
+	type step struct {
+		version int
+		name    string
+	}
+	var steps []step
+	for i, name := range names {
+		num, _, ok := strings.Cut(path.Base(name), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v != i+1 {
+			return fmt.Errorf("migrate: %s: want a name starting %04d_", name, i+1)
+		}
+		steps = append(steps, step{v, name})
+	}
+	var current int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+		return fmt.Errorf("migrate: read schema version: %w", classify(err))
+	}
+	if current > len(steps) {
+		return fmt.Errorf("migrate: database schema version %d is newer than this bookapi (%d)", current, len(steps))
+	}
+	for _, s := range steps[current:] {
+		text, err := fs.ReadFile(fsys, s.name)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", classify(err))
+		}
+		if _, err := tx.ExecContext(ctx, string(text)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate: %s: %w", s.name, err)
+		}
+		// PRAGMA takes no parameters; the version is our own integer.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", s.version)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate: %s: %w", s.name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate: %s: %w", s.name, classify(err))
+		}
+	}
+	return nil
+}
+
+// classify turns driver errors into the store's sentinels: constraint
+// violations are conflicts, a missing row is not found, and a database that is
+// busy, full, read-only or cannot be opened is unavailable.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return errNotFound
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		code := se.Code()
+		switch {
+		case code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %v", errConflict, err)
+		}
+		switch code & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+			sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PERM:
+			return fmt.Errorf("%w: %v", errUnavailable, err)
+		}
+	}
+	return err
+}
+
+// tx runs fn in one immediate write transaction, committing when fn returns nil.
+func (st *store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := st.w.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return classify(err)
+	}
+	return classify(tx.Commit())
+}
+
+// ping reports whether the database answers a read.
+func (st *store) ping(ctx context.Context) error {
+	var one int
+	return classify(st.r.QueryRowContext(ctx, "SELECT 1").Scan(&one))
+}
+
+func unix(t time.Time) int64 { return t.UTC().Unix() }
+
+func fromUnix(s int64) time.Time { return time.Unix(s, 0).UTC() }
+
+// createUser stores a new account; a username taken in any letter case is errConflict.
+func (st *store) createUser(ctx context.Context, publicID, username, hash string, admin bool, now time.Time) (user, error) {
+	u := user{PublicID: publicID, Username: username, Admin: admin, CreatedAt: fromUnix(unix(now))}
+	err := st.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO users (public_id, username, username_key, password_hash, admin, created_at)
+			 VALUES (?, ?, ?, ?, ?, ?)`,
+			publicID, username, strings.ToLower(username), hash, admin, unix(now))
+		if err != nil {
+			return err
+		}
+		u.ID, err = res.LastInsertId()
+		return err
+	})
+	if err != nil {
+		return user{}, fmt.Errorf("insert user: %w", err)
+	}
+	return u, nil
+}
+
+const userColumns = `u.id, u.public_id, u.username, u.admin, u.created_at`
+
+// scanner is what *sql.Row and *sql.Rows share.
+type scanner interface{ Scan(...any) error }
+
+func scanUser(sc scanner, extra ...any) (user, error) {
+	var u user
+	var created int64
+	err := sc.Scan(append([]any{&u.ID, &u.PublicID, &u.Username, &u.Admin, &created}, extra...)...)
+	u.CreatedAt = fromUnix(created)
+	return u, err
+}
+
+// credentials returns the user with this username (any letter case) and the
+// stored password hash.
+func (st *store) credentials(ctx context.Context, username string) (user, string, error) {
+	var hash string
+	row := st.r.QueryRowContext(ctx,
+		`SELECT `+userColumns+`, u.password_hash FROM users u WHERE u.username_key = ?`,
+		strings.ToLower(username))
+	u, err := scanUser(row, &hash)
+	if err != nil {
+		return user{}, "", fmt.Errorf("user by name: %w", classify(err))
+	}
+	return u, hash, nil
+}
+
+// setPasswordHash replaces a user's hash, as when a login upgrades its cost.
+func (st *store) setPasswordHash(ctx context.Context, userID int64, hash string) error {
+	return st.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID)
+		return err
+	})
+}
+
+// createSession starts a login session for the user and stores the hash of
+// its first refresh token.
+func (st *store) createSession(ctx context.Context, sid string, userID int64, refreshHash []byte, now time.Time, ttl time.Duration) error {
+	err := st.tx(ctx, func(tx *sql.Tx) error {
+		exp := unix(now.Add(ttl))
+		// Sessions past their refresh lifetime can never be used again.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND expires_at <= ?`, userID, unix(now)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
+			sid, userID, unix(now), exp); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO refresh_tokens (hash, session_id, expires_at) VALUES (?, ?, ?)`,
+			refreshHash, sid, exp)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create session: %w", err)
+	}
+	return nil
+}
+
+// sessionUser loads the user of a live session in one query: the session
+// must exist, be unexpired and belong to the user the token names.
+func (st *store) sessionUser(ctx context.Context, sid, publicID string, now time.Time) (user, error) {
+	row := st.r.QueryRowContext(ctx,
+		`SELECT `+userColumns+` FROM sessions s JOIN users u ON u.id = s.user_id
+		 WHERE s.id = ? AND u.public_id = ? AND s.expires_at > ?`,
+		sid, publicID, unix(now))
+	u, err := scanUser(row)
+	if err != nil {
+		return user{}, fmt.Errorf("session user: %w", classify(err))
+	}
+	return u, nil
+}
+
+// querier is what *sql.DB and *sql.Tx share, so a read can run inside a
+// write transaction or on the reader pool.
+type querier interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}
+
+const userInfoQuery = `SELECT ` + userColumns + `, (SELECT COUNT(*) FROM books b WHERE b.owner_id = u.id) FROM users u `
+
+// userInfo returns one user with their book count, by public id.
+func userInfo(ctx context.Context, q querier, publicID string) (user, error) {
+	var n int
+	u, err := scanUser(q.QueryRowContext(ctx, userInfoQuery+`WHERE u.public_id = ?`, publicID), &n)
+	if err != nil {
+		return user{}, fmt.Errorf("user by public id: %w", classify(err))
+	}
+	u.Books = n
+	return u, nil
+}
+
+// listUsers returns up to limit users in signup order, starting after the
+// user with public id after ("" for the start). An unknown after is errNotFound.
+func (st *store) listUsers(ctx context.Context, after string, limit int) ([]user, error) {
+	var afterID int64
+	if after != "" {
+		err := st.r.QueryRowContext(ctx, `SELECT id FROM users WHERE public_id = ?`, after).Scan(&afterID)
+		if err != nil {
+			return nil, fmt.Errorf("list users: %w", classify(err))
+		}
+	}
+	rows, err := st.r.QueryContext(ctx, userInfoQuery+`WHERE u.id > ? ORDER BY u.id LIMIT ?`, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", classify(err))
+	}
+	defer rows.Close()
+	users := []user{}
+	for rows.Next() {
+		var n int
+		u, err := scanUser(rows, &n)
+		if err != nil {
+			return nil, fmt.Errorf("list users: %w", classify(err))
+		}
+		u.Books = n
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list users: %w", classify(err))
+	}
+	return users, nil
+}
+
+// setAdmin sets a user's admin flag and returns the user as listed.
+func (st *store) setAdmin(ctx context.Context, publicID string, admin bool) (user, error) {
+	var u user
+	err := st.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET admin = ? WHERE public_id = ?`, admin, publicID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return errors.Join(err, errNotFound)
+		}
+		u, err = userInfo(ctx, tx, publicID)
+		return err
+	})
+	if err != nil {
+		return user{}, fmt.Errorf("set admin: %w", err)
+	}
+	return u, nil
+}
+
+// setAdminByName sets the admin flag of the user with this username (any case).
+func (st *store) setAdminByName(ctx context.Context, username string, admin bool) error {
+	return st.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET admin = ? WHERE username_key = ?`, admin, strings.ToLower(username))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return errors.Join(err, errNotFound)
+		}
+		return nil
+	})
+}
+
+// deleteUser removes a user; their books, sessions and refresh tokens go with
+// them (ON DELETE CASCADE), in the same transaction.
+func (st *store) deleteUser(ctx context.Context, publicID string) error {
+	err := st.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE public_id = ?`, publicID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return errors.Join(err, errNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete user: %w", err)
+	}
+	return nil
+}
+
+const bookColumns = `b.id, b.title, b.author, b.isbn, b.owner_id, u.username, b.created_at, b.updated_at`
+
+func scanBook(sc scanner) (book, error) {
+	var b book
+	var isbn sql.NullString
+	var created, updated int64
+	err := sc.Scan(&b.ID, &b.Title, &b.Author, &isbn, &b.OwnerID, &b.Owner, &created, &updated)
+	b.ISBN = isbn.String
+	b.CreatedAt, b.UpdatedAt = fromUnix(created), fromUnix(updated)
+	return b, err
+}
+
+func bookByID(ctx context.Context, q querier, id int64) (book, error) {
+	b, err := scanBook(q.QueryRowContext(ctx,
+		`SELECT `+bookColumns+` FROM books b JOIN users u ON u.id = b.owner_id WHERE b.id = ?`, id))
+	if err != nil {
+		return book{}, fmt.Errorf("book by id: %w", classify(err))
+	}
+	return b, nil
+}
+
+// book returns one book by id.
+func (st *store) book(ctx context.Context, id int64) (book, error) {
+	return bookByID(ctx, st.r, id)
+}
+
+// nullable maps "" to SQL NULL.
+func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// createBook stores a book owned by ownerID; a title taken in any letter case
+// is errConflict.
+func (st *store) createBook(ctx context.Context, ownerID int64, title, author, isbn string, now time.Time) (book, error) {
+	var b book
+	err := st.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO books (title, title_key, author, author_key, isbn, owner_id, created_at, updated_at)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			title, strings.ToLower(title), author, strings.ToLower(author), nullable(isbn), ownerID, unix(now), unix(now))
+		if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		b, err = bookByID(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return book{}, fmt.Errorf("insert book: %w", err)
+	}
+	return b, nil
+}
+
+// likePattern escapes s for a LIKE ... ESCAPE '\' substring match.
+func likePattern(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(s) + "%"
+}
+
+// listBooks returns up to f.Limit books in id order after f.After.
+func (st *store) listBooks(ctx context.Context, f bookFilter) ([]book, error) {
+	var where strings.Builder
+	args := []any{f.After}
+	where.WriteString(`b.id > ?`)
+	if f.Q != "" {
+		where.WriteString(` AND (b.title_key LIKE ? ESCAPE '\' OR b.author_key LIKE ? ESCAPE '\')`)
+		p := likePattern(f.Q)
+		args = append(args, p, p)
+	}
+	if f.Author != "" {
+		where.WriteString(` AND b.author_key = ?`)
+		args = append(args, f.Author)
+	}
+	if f.Owner != "" {
+		where.WriteString(` AND u.username_key = ?`)
+		args = append(args, f.Owner)
+	}
+	args = append(args, f.Limit)
+	rows, err := st.r.QueryContext(ctx,
+		`SELECT `+bookColumns+` FROM books b JOIN users u ON u.id = b.owner_id
+		 WHERE `+where.String()+` ORDER BY b.id LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list books: %w", classify(err))
+	}
+	defer rows.Close()
+	books := []book{}
+	for rows.Next() {
+		b, err := scanBook(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list books: %w", classify(err))
+		}
+		books = append(books, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list books: %w", classify(err))
+	}
+	return books, nil
+}
+
+// mayModify reports errNotFound when the book does not exist and errNotOwner
+// when the actor is neither its owner nor an admin.
+func mayModify(ctx context.Context, q querier, id int64, actor user) error {
+	var owner int64
+	if err := q.QueryRowContext(ctx, `SELECT owner_id FROM books WHERE id = ?`, id).Scan(&owner); err != nil {
+		return err
+	}
+	if owner != actor.ID && !actor.Admin {
+		return errNotOwner
+	}
+	return nil
+}
+
+// updateBook applies a change to a book the actor may modify and returns it.
+func (st *store) updateBook(ctx context.Context, id int64, actor user, c bookChange, now time.Time) (book, error) {
+	var b book
+	err := st.tx(ctx, func(tx *sql.Tx) error {
+		if err := mayModify(ctx, tx, id, actor); err != nil {
+			return err
+		}
+		set := []string{"updated_at = ?"}
+		args := []any{unix(now)}
+		if c.Title != nil {
+			set = append(set, "title = ?", "title_key = ?")
+			args = append(args, *c.Title, strings.ToLower(*c.Title))
+		}
+		if c.Author != nil {
+			set = append(set, "author = ?", "author_key = ?")
+			args = append(args, *c.Author, strings.ToLower(*c.Author))
+		}
+		if c.ISBN != nil || c.ClearISBN {
+			set = append(set, "isbn = ?")
+			if c.ClearISBN {
+				args = append(args, nil)
+			} else {
+				args = append(args, *c.ISBN)
+			}
+		}
+		args = append(args, id)
+		if _, err := tx.ExecContext(ctx, `UPDATE books SET `+strings.Join(set, ", ")+` WHERE id = ?`, args...); err != nil {
+			return err
+		}
+		var err error
+		b, err = bookByID(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return book{}, fmt.Errorf("update book: %w", err)
+	}
+	return b, nil
+}
+
+// deleteBook removes a book the actor may modify.
+func (st *store) deleteBook(ctx context.Context, id int64, actor user) error {
+	err := st.tx(ctx, func(tx *sql.Tx) error {
+		if err := mayModify(ctx, tx, id, actor); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM books WHERE id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete book: %w", err)
+	}
+	return nil
+}
