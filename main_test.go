@@ -4,11 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -219,3 +226,728 @@ func (ts *testServer) count(t *testing.T, table string) int {
 
 // bearer returns the Authorization header pair for a token.
 func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+// runEnv returns a getenv that reads only env, so the tests never see the
+// environment they run in.
+func runEnv(env map[string]string) func(string) string {
+	return func(name string) string { return env[name] }
+}
+
+// pollUntil calls cond every few milliseconds until it reports true, failing
+// the test with what if that takes longer than timeout.
+func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("waited %v for %s", timeout, what)
+		}
+	}
+}
+
+// listeningRE finds the address in the text-format listening line.
+var listeningRE = regexp.MustCompile(`(?m)\bmsg=listening addr=(\S+)`)
+
+// listenAddr returns the address of the listening log line in logs, text or
+// JSON, or "" when there is none yet.
+func listenAddr(logs string) string {
+	if m := listeningRE.FindStringSubmatch(logs); m != nil {
+		return m[1]
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
+			return rec.Addr
+		}
+	}
+	return ""
+}
+
+// runServer is bookapi started through run in a goroutine, as main starts it.
+type runServer struct {
+	addr   string // host:port from the listening line
+	url    string
+	stderr *syncBuffer
+	stdout *syncBuffer
+	client *http.Client
+	cancel context.CancelFunc
+	done   chan error // receives run's result
+	ended  bool
+}
+
+// startRun runs `bookapi -addr 127.0.0.1:0 -db db -bcrypt-cost 4 extra...`
+// with env as its environment, waits for the listening line and for /healthz
+// to answer 200, and returns the running server. t.Cleanup stops it if the
+// test has not.
+func startRun(t *testing.T, db string, env map[string]string, extra ...string) *runServer {
+	t.Helper()
+	args := append([]string{"bookapi", "-addr", "127.0.0.1:0", "-db", db, "-bcrypt-cost", "4"}, extra...)
+	ctx, cancel := context.WithCancel(context.Background())
+	rs := &runServer{
+		stderr: &syncBuffer{},
+		stdout: &syncBuffer{},
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}},
+		cancel: cancel,
+		done:   make(chan error, 1),
+	}
+	go func() { rs.done <- run(ctx, args, runEnv(env), strings.NewReader(""), rs.stdout, rs.stderr) }()
+	t.Cleanup(func() {
+		rs.client.CloseIdleConnections()
+		if rs.ended {
+			return
+		}
+		cancel()
+		select {
+		case err := <-rs.done:
+			if err != nil {
+				t.Errorf("run(%s) after cancel: err = %v, want nil", strings.Join(args[1:], " "), err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("run(%s) did not return within 30s of cancel", strings.Join(args[1:], " "))
+		}
+	})
+
+	var early error
+	pollUntil(t, 30*time.Second, "the listening log line", func() bool {
+		select {
+		case early = <-rs.done:
+			rs.ended = true
+			return true
+		default:
+		}
+		rs.addr = listenAddr(rs.stderr.String())
+		return rs.addr != ""
+	})
+	if rs.ended {
+		t.Fatalf("run(%s) returned before listening: %v; stderr:\n%s", strings.Join(args[1:], " "), early, rs.stderr)
+	}
+	rs.url = "http://" + rs.addr
+	pollUntil(t, 30*time.Second, "GET /healthz to answer 200", func() bool {
+		resp, err := rs.client.Get(rs.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return rs
+}
+
+// stop cancels run's context and checks that run returns nil promptly and
+// that the port then refuses connections.
+func (rs *runServer) stop(t *testing.T) {
+	t.Helper()
+	rs.client.CloseIdleConnections()
+	rs.cancel()
+	select {
+	case err := <-rs.done:
+		rs.ended = true
+		if err != nil {
+			t.Fatalf("run after cancel: err = %v, want nil; stderr:\n%s", err, rs.stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("run did not return within 10s of cancel")
+	}
+	if c, err := net.DialTimeout("tcp", rs.addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("dial %s after run returned: connected, want refused", rs.addr)
+	}
+}
+
+// do sends a request to the server started by run; body and headers are as
+// for testServer.do.
+func (rs *runServer) do(t *testing.T, method, path string, body any, headers ...string) *response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Fatalf("marshal request body: %v", err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, rs.url+path, rd)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := rs.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// signupLogin signs a user up on a server started by run, logs them in and
+// returns the login response.
+func (rs *runServer) signupLogin(t *testing.T, username, password string) map[string]any {
+	t.Helper()
+	creds := map[string]string{"username": username, "password": password}
+	if r := rs.do(t, "POST", "/signup", creds); r.status != http.StatusCreated {
+		t.Fatalf("POST /signup %s: status = %d, want 201; body %s", username, r.status, r.body)
+	}
+	return rs.loginAs(t, username, password)
+}
+
+// loginAs logs an existing user in on a server started by run.
+func (rs *runServer) loginAs(t *testing.T, username, password string) map[string]any {
+	t.Helper()
+	r := rs.do(t, "POST", "/login", map[string]string{"username": username, "password": password})
+	if r.status != http.StatusCreated {
+		t.Fatalf("POST /login %s: status = %d, want 201; body %s", username, r.status, r.body)
+	}
+	return r.json(t)
+}
+
+func TestRunServesAndShutsDown(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "run.db")
+	rs := startRun(t, db, map[string]string{"SECRET_KEY": testSecret})
+	if r := rs.do(t, "GET", "/readyz", nil); r.status != http.StatusOK {
+		t.Errorf("GET /readyz: status = %d, want 200; body %s", r.status, r.body)
+	}
+	tok := rs.signupLogin(t, "alice", "password-of-alice")["token"].(string)
+	if r := rs.do(t, "GET", "/me", nil, bearer(tok)...); r.status != http.StatusOK {
+		t.Errorf("GET /me: status = %d, want 200; body %s", r.status, r.body)
+	}
+	rs.stop(t)
+	for _, msg := range []string{"msg=\"shutting down\"", "msg=stopped"} {
+		if !strings.Contains(rs.stderr.String(), msg) {
+			t.Errorf("stderr after shutdown lacks %s:\n%s", msg, rs.stderr)
+		}
+	}
+}
+
+func TestRunDrainsInFlightRequests(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "drain.db")
+	rs := startRun(t, db, map[string]string{"SECRET_KEY": testSecret})
+
+	// The signup asks for 100-continue: the server sends it only once the
+	// handler reads the body, so when it arrives the request is in flight.
+	// The body is held back until shutdown is under way.
+	body := `{"username": "late", "password": "password-of-late"}`
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest("POST", rs.url+"/signup", pr)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Expect", "100-continue")
+	continued := make(chan struct{})
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		Got100Continue: func() { close(continued) },
+	}))
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Minute}}
+	defer client.CloseIdleConnections()
+	type result struct {
+		status int
+		body   []byte
+		err    error
+	}
+	resc := make(chan result, 1)
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			resc <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		resc <- result{resp.StatusCode, b, err}
+	}()
+	select {
+	case <-continued:
+	case r := <-resc:
+		t.Fatalf("POST /signup ended before 100 Continue: %d %s %v", r.status, r.body, r.err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no 100 Continue for POST /signup within 30s")
+	}
+
+	rs.client.CloseIdleConnections()
+	rs.cancel()
+	pollUntil(t, 10*time.Second, "the listener to close after cancel", func() bool {
+		c, err := net.DialTimeout("tcp", rs.addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	select {
+	case err := <-rs.done:
+		rs.ended = true
+		t.Fatalf("run returned (err = %v) while a request was in flight; want it to wait", err)
+	default:
+	}
+
+	io.WriteString(pw, body)
+	pw.Close()
+	var r result
+	select {
+	case r = <-resc:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("POST /signup in flight during shutdown: no answer within 30s")
+	}
+	if r.err != nil || r.status != http.StatusCreated {
+		t.Errorf("POST /signup in flight during shutdown: status = %d, err = %v, want 201; body %s", r.status, r.err, r.body)
+	}
+	select {
+	case err := <-rs.done:
+		rs.ended = true
+		if err != nil {
+			t.Errorf("run after draining: err = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("run did not return within 10s of the last request ending")
+	}
+
+	st, err := openStore(context.Background(), db)
+	if err != nil {
+		t.Fatalf("openStore after shutdown: %v", err)
+	}
+	defer st.close()
+	if _, _, err := st.credentials(context.Background(), "late"); err != nil {
+		t.Errorf("user of the drained signup: %v, want it stored", err)
+	}
+}
+
+func TestParseServePrecedence(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(config) string // "" when cfg is right, else what is wrong
+	}{
+		{"token-ttl default", nil, nil, func(c config) string { return wantDur("tokenTTL", c.tokenTTL, 15*time.Minute) }},
+		{"token-ttl env", nil, map[string]string{"BOOKAPI_TOKEN_TTL": "1m"}, func(c config) string { return wantDur("tokenTTL", c.tokenTTL, time.Minute) }},
+		{"token-ttl flag beats env", []string{"-token-ttl", "2m"}, map[string]string{"BOOKAPI_TOKEN_TTL": "1m"}, func(c config) string { return wantDur("tokenTTL", c.tokenTTL, 2*time.Minute) }},
+		{"refresh-ttl env", nil, map[string]string{"BOOKAPI_REFRESH_TTL": "1h"}, func(c config) string { return wantDur("refreshTTL", c.refreshTTL, time.Hour) }},
+		{"addr default", nil, nil, func(c config) string { return wantStr("addr", c.addr, ":8080") }},
+		{"addr env", nil, map[string]string{"BOOKAPI_ADDR": ":9000"}, func(c config) string { return wantStr("addr", c.addr, ":9000") }},
+		{"addr flag beats env", []string{"-addr", ":9001"}, map[string]string{"BOOKAPI_ADDR": ":9000"}, func(c config) string { return wantStr("addr", c.addr, ":9001") }},
+		{"db default", nil, nil, func(c config) string { return wantStr("db", c.db, "bookapi.db") }},
+		{"db env", nil, map[string]string{"DATABASE_URL": "env.db"}, func(c config) string { return wantStr("db", c.db, "env.db") }},
+		{"db flag beats env", []string{"-db", "flag.db"}, map[string]string{"DATABASE_URL": "env.db"}, func(c config) string { return wantStr("db", c.db, "flag.db") }},
+		{"bcrypt-cost default", nil, nil, func(c config) string { return wantInt("bcryptCost", c.bcryptCost, 12) }},
+		{"bcrypt-cost env", nil, map[string]string{"BOOKAPI_BCRYPT_COST": "10"}, func(c config) string { return wantInt("bcryptCost", c.bcryptCost, 10) }},
+		{"bcrypt-cost flag beats env", []string{"-bcrypt-cost", "5"}, map[string]string{"BOOKAPI_BCRYPT_COST": "10"}, func(c config) string { return wantInt("bcryptCost", c.bcryptCost, 5) }},
+		{"issuer env", nil, map[string]string{"BOOKAPI_ISSUER": "shelf"}, func(c config) string { return wantStr("issuer", c.issuer, "shelf") }},
+		{"log-format default", nil, nil, func(c config) string { return wantStr("logFormat", c.logFormat, "text") }},
+		{"log-format env", nil, map[string]string{"BOOKAPI_LOG_FORMAT": "json"}, func(c config) string { return wantStr("logFormat", c.logFormat, "json") }},
+		{"log-format flag beats env", []string{"-log-format", "text"}, map[string]string{"BOOKAPI_LOG_FORMAT": "json"}, func(c config) string { return wantStr("logFormat", c.logFormat, "text") }},
+		{"secret unset", nil, nil, func(c config) string {
+			if c.secret != nil {
+				return fmt.Sprintf("secret = %q, want nil (generated later)", c.secret)
+			}
+			return ""
+		}},
+		{"secret env", nil, map[string]string{"SECRET_KEY": testSecret}, func(c config) string { return wantStr("secret", string(c.secret), testSecret) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := parseServe(tt.args, runEnv(tt.env), io.Discard)
+			if err != nil {
+				t.Fatalf("parseServe(%q, env %v): %v", tt.args, tt.env, err)
+			}
+			if msg := tt.want(cfg); msg != "" {
+				t.Errorf("parseServe(%q, env %v): %s", tt.args, tt.env, msg)
+			}
+		})
+	}
+}
+
+// wantDur describes a wrong duration setting, or returns "".
+func wantDur(name string, got, want time.Duration) string {
+	if got != want {
+		return fmt.Sprintf("%s = %v, want %v", name, got, want)
+	}
+	return ""
+}
+
+// wantStr describes a wrong string setting, or returns "".
+func wantStr(name, got, want string) string {
+	if got != want {
+		return fmt.Sprintf("%s = %q, want %q", name, got, want)
+	}
+	return ""
+}
+
+// wantInt describes a wrong integer setting, or returns "".
+func wantInt(name string, got, want int) string {
+	if got != want {
+		return fmt.Sprintf("%s = %d, want %d", name, got, want)
+	}
+	return ""
+}
+
+func TestRunTokenTTLPrecedence(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want float64
+	}{
+		{"default", nil, nil, 900},
+		{"env", map[string]string{"BOOKAPI_TOKEN_TTL": "1m"}, nil, 60},
+		{"flag beats env", map[string]string{"BOOKAPI_TOKEN_TTL": "1m"}, []string{"-token-ttl", "2m"}, 120},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"SECRET_KEY": testSecret}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			rs := startRun(t, filepath.Join(t.TempDir(), "ttl.db"), env, tt.args...)
+			got := rs.signupLogin(t, "alice", "password-of-alice")["expires_in"]
+			if got != tt.want {
+				t.Errorf("run(%q, env %v): login expires_in = %v, want %v", tt.args, tt.env, got, tt.want)
+			}
+			rs.stop(t)
+		})
+	}
+}
+
+func TestRunRefusesBadConfiguration(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.db")
+	junk := bytes.Repeat([]byte("this is not a SQLite database\n"), 200)
+	if err := os.WriteFile(garbage, junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	short := strings.Repeat("k", minSecretLen-1)
+	tests := []struct {
+		name string
+		args []string // after "bookapi"
+		env  map[string]string
+		want string // the error must name this, or one of these "|"-separated names
+	}{
+		{"unknown flag", []string{"-nope"}, nil, "-nope"},
+		{"bad token-ttl flag", []string{"-token-ttl", "banana"}, nil, "-token-ttl"},
+		{"bad token-ttl env", nil, map[string]string{"BOOKAPI_TOKEN_TTL": "banana"}, "BOOKAPI_TOKEN_TTL"},
+		{"token-ttl under a second", []string{"-token-ttl", "10ms"}, nil, "-token-ttl"},
+		{"bcrypt-cost 3", []string{"-bcrypt-cost", "3"}, nil, "-bcrypt-cost"},
+		{"bcrypt-cost 32", []string{"-bcrypt-cost", "32"}, nil, "-bcrypt-cost"},
+		{"bad bcrypt-cost env", nil, map[string]string{"BOOKAPI_BCRYPT_COST": "3"}, "-bcrypt-cost"},
+		{"log-format xml", []string{"-log-format", "xml"}, nil, "-log-format"},
+		{"short SECRET_KEY", nil, map[string]string{"SECRET_KEY": short}, "SECRET_KEY"},
+		{"extra argument", []string{"extra"}, nil, "extra"},
+		{"extra argument after serve", []string{"serve", "-addr", "127.0.0.1:0", "extra"}, nil, "extra"},
+		{"unknown subcommand", []string{"frobnicate"}, nil, "frobnicate"},
+		{"db in memory", []string{"-db", ":memory:"}, nil, "-db"},
+		{"db in memory URI", []string{"-db", "file::memory:?cache=shared"}, nil, "-db"},
+		{"db in a missing directory", []string{"-db", filepath.Join(dir, "no", "such", "dir", "x.db")}, nil, "-db|" + filepath.Join(dir, "no", "such", "dir", "x.db")},
+		{"db not SQLite", []string{"-db", garbage}, nil, "-db|" + garbage},
+		{"empty addr", []string{"-addr", ""}, nil, "-addr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := filepath.Join(t.TempDir(), "never.db")
+			args := []string{"bookapi", "-addr", "127.0.0.1:0", "-db", db}
+			if len(tt.args) > 0 && !strings.HasPrefix(tt.args[0], "-") {
+				args = []string{"bookapi"} // a subcommand or argument must come first
+			}
+			args = append(args, tt.args...)
+			stdout, stderr := &syncBuffer{}, &syncBuffer{}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, args, runEnv(tt.env), strings.NewReader(""), stdout, stderr) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				cancel()
+				<-done
+				t.Fatalf("run(%s) kept running; want it to refuse the configuration; stderr:\n%s", strings.Join(args[1:], " "), stderr)
+			}
+			switch {
+			case err == nil:
+				t.Errorf("run(%s): err = nil, want an error naming %s", strings.Join(args[1:], " "), strings.ReplaceAll(tt.want, "|", " or "))
+			case !containsAny(err.Error(), strings.Split(tt.want, "|")):
+				t.Errorf("run(%s): err = %q, want an error naming %s", strings.Join(args[1:], " "), err, strings.ReplaceAll(tt.want, "|", " or "))
+			case strings.Contains(strings.TrimSuffix(err.Error(), "\n"), "\n"):
+				t.Errorf("run(%s): err = %q, want one line", strings.Join(args[1:], " "), err)
+			}
+			if err != nil && strings.Contains(err.Error(), short) {
+				t.Errorf("run(%s): err = %q repeats the secret", strings.Join(args[1:], " "), err)
+			}
+			if strings.Contains(stderr.String(), "listening") {
+				t.Errorf("run(%s) logged listening; want no listener on a bad configuration:\n%s", strings.Join(args[1:], " "), stderr)
+			}
+			if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(tt.name, "db ") {
+				t.Errorf("run(%s) created %s (%v); want nothing opened on a bad configuration", strings.Join(args[1:], " "), db, err)
+			}
+		})
+	}
+	t.Run("garbage file untouched", func(t *testing.T) {
+		t.Parallel()
+		// A refused database file is left as it was, with no secret beside it.
+		stdout, stderr := &syncBuffer{}, &syncBuffer{}
+		other := filepath.Join(t.TempDir(), "garbage.db")
+		if err := os.WriteFile(other, junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := run(context.Background(), []string{"bookapi", "-addr", "127.0.0.1:0", "-db", other}, runEnv(nil), strings.NewReader(""), stdout, stderr)
+		if err == nil {
+			t.Fatalf("run(-db %s) on a file that is not SQLite: err = nil, want an error", other)
+		}
+		if got, _ := os.ReadFile(other); !bytes.Equal(got, junk) {
+			t.Errorf("run(-db garbage) changed the file")
+		}
+		if _, err := os.Stat(other + ".secret"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("run(-db garbage) created a secret file (%v)", err)
+		}
+	})
+}
+
+// containsAny reports whether s contains one of subs.
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRunHelpPrintsUsage(t *testing.T) {
+	t.Parallel()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	db := filepath.Join(t.TempDir(), "help.db")
+	err := run(context.Background(), []string{"bookapi", "-db", db, "-h"}, runEnv(nil), strings.NewReader(""), stdout, stderr)
+	if err != nil {
+		t.Errorf("run(-h): err = %v, want nil", err)
+	}
+	for _, flag := range []string{"-addr", "-db", "-token-ttl", "-log-format"} {
+		if !strings.Contains(stdout.String(), flag) {
+			t.Errorf("run(-h): usage lacks %s:\n%s", flag, stdout)
+		}
+	}
+	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("run(-h) created the database (%v)", err)
+	}
+}
+
+func TestRunSecretFile(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "secret.db")
+	first := startRun(t, db, nil)
+	path := db + ".secret"
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("secret file after the first start: %v", err)
+	}
+	if mode := info.Mode(); mode.Perm() != 0o600 || !mode.IsRegular() {
+		t.Errorf("secret file mode = %v, want -rw-------", mode)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := strings.TrimSpace(string(raw))
+	if len(secret) < minSecretLen {
+		t.Errorf("secret file holds %d bytes, want at least %d", len(secret), minSecretLen)
+	}
+	login := first.signupLogin(t, "alice", "password-of-alice")
+	tok := login["token"].(string)
+	first.stop(t)
+
+	second := startRun(t, db, nil)
+	if r := second.do(t, "GET", "/me", nil, bearer(tok)...); r.status != http.StatusOK {
+		t.Errorf("GET /me on the second start with a token of the first: status = %d, want 200; body %s", r.status, r.body)
+	}
+	second.stop(t)
+	if again, err := os.ReadFile(path); err != nil || !bytes.Equal(again, raw) {
+		t.Errorf("secret file after the second start changed (err %v); want it reused", err)
+	}
+	for i, logs := range []string{first.stderr.String(), second.stderr.String()} {
+		for what, s := range map[string]string{"secret": secret, "access token": tok, "refresh token": login["refresh_token"].(string)} {
+			if strings.Contains(logs, s) {
+				t.Errorf("logs of start %d contain the %s:\n%s", i+1, what, logs)
+			}
+		}
+	}
+}
+
+func TestRunJSONLogs(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "json.db")
+	rs := startRun(t, db, map[string]string{"SECRET_KEY": testSecret}, "-log-format", "json")
+	tok := rs.signupLogin(t, "alice", "password-of-alice")["token"].(string)
+	me := rs.do(t, "GET", "/me", nil, append(bearer(tok), "X-Request-ID", "json-log-test")...)
+	if me.status != http.StatusOK {
+		t.Fatalf("GET /me: status = %d, want 200; body %s", me.status, me.body)
+	}
+	publicID := me.json(t)["public_id"]
+	rs.stop(t)
+
+	var listening, request map[string]any
+	for i, line := range strings.Split(strings.TrimSpace(rs.stderr.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("stderr line %d %q is not a JSON object: %v", i+1, line, err)
+			continue
+		}
+		switch {
+		case rec["msg"] == "listening" && listening == nil:
+			listening = rec
+		case rec["msg"] == "request" && rec["request_id"] == "json-log-test":
+			request = rec
+		}
+	}
+	if listening == nil || listening["addr"] != rs.addr {
+		t.Errorf("JSON listening line = %v, want msg listening with addr %s", listening, rs.addr)
+	}
+	if request == nil {
+		t.Fatalf("no JSON request line with request_id json-log-test in:\n%s", rs.stderr)
+	}
+	want := map[string]any{"method": "GET", "pattern": "GET /me", "status": float64(200), "user": publicID}
+	for k, v := range want {
+		if request[k] != v {
+			t.Errorf("JSON request line %s = %v, want %v", k, request[k], v)
+		}
+	}
+	for _, k := range []string{"duration", "bytes"} {
+		if n, ok := request[k].(float64); !ok || n <= 0 {
+			t.Errorf("JSON request line %s = %v, want a positive number", k, request[k])
+		}
+	}
+}
+
+// runCLI runs a bookapi command to completion with stdin as its standard
+// input, returning its error and standard output.
+func runCLI(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var stdout, stderr syncBuffer
+	err := run(context.Background(), append([]string{"bookapi"}, args...), runEnv(nil), strings.NewReader(stdin), &stdout, &stderr)
+	return stdout.String(), err
+}
+
+func TestRunUserCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "cli.db")
+	isAdmin := func(name string) bool {
+		t.Helper()
+		st, err := openStore(ctx, db)
+		if err != nil {
+			t.Fatalf("openStore: %v", err)
+		}
+		defer st.close()
+		u, _, err := st.credentials(ctx, name)
+		if err != nil {
+			t.Fatalf("credentials(%s): %v", name, err)
+		}
+		return u.Admin
+	}
+
+	out, err := runCLI(t, "password-of-root\n", "user", "add", "-admin", "-db", db, "-bcrypt-cost", "4", "root")
+	if err != nil {
+		t.Fatalf("user add -admin root: %v", err)
+	}
+	if !strings.Contains(out, "root") {
+		t.Errorf("user add -admin root: stdout %q does not name the user", out)
+	}
+	if !isAdmin("root") {
+		t.Errorf("user add -admin root: root is not an admin")
+	}
+	if _, err := runCLI(t, "password-of-bob", "user", "add", "-db", db, "-bcrypt-cost", "4", "bob"); err != nil {
+		t.Fatalf("user add bob (password without a newline): %v", err)
+	}
+	if isAdmin("bob") {
+		t.Errorf("user add bob: bob is an admin, want not")
+	}
+
+	for _, tt := range []struct {
+		name, stdin string
+		args        []string
+		want        string
+	}{
+		{"duplicate in another case", "password-of-root\n", []string{"user", "add", "-db", db, "-bcrypt-cost", "4", "ROOT"}, "ROOT"},
+		{"short password", "short\n", []string{"user", "add", "-db", db, "-bcrypt-cost", "4", "carol"}, "password"},
+		{"empty password", "", []string{"user", "add", "-db", db, "-bcrypt-cost", "4", "carol"}, "password"},
+		{"bad user name", "password-of-x\n", []string{"user", "add", "-db", db, "-bcrypt-cost", "4", "no spaces"}, "user name"},
+		{"no user name", "", []string{"user", "add", "-db", db}, "user name"},
+		{"promote unknown", "", []string{"user", "promote", "-db", db, "nobody"}, "nobody"},
+		{"demote unknown", "", []string{"user", "demote", "-db", db, "nobody"}, "nobody"},
+		{"unknown verb", "", []string{"user", "rename", "-db", db, "bob"}, "rename"},
+		{"no verb", "", []string{"user"}, "user"},
+		{"bad bcrypt-cost", "password-of-x\n", []string{"user", "add", "-db", db, "-bcrypt-cost", "3", "dave"}, "-bcrypt-cost"},
+	} {
+		_, err := runCLI(t, tt.stdin, tt.args...)
+		switch {
+		case err == nil:
+			t.Errorf("run(%s): err = nil, want an error naming %s", strings.Join(tt.args, " "), tt.want)
+		case !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n"):
+			t.Errorf("run(%s): err = %q, want one line naming %s", strings.Join(tt.args, " "), err, tt.want)
+		}
+	}
+	st, err := openStore(ctx, db)
+	if err != nil {
+		t.Fatalf("openStore: %v", err)
+	}
+	if n := countRows(t, st.r, "users", ""); n != 2 {
+		t.Errorf("users after the refused commands: %d, want 2 (root, bob)", n)
+	}
+	st.close()
+
+	if _, err := runCLI(t, "", "user", "promote", "-db", db, "BOB"); err != nil {
+		t.Fatalf("user promote BOB: %v", err)
+	}
+	if !isAdmin("bob") {
+		t.Errorf("user promote BOB: bob is not an admin")
+	}
+	if _, err := runCLI(t, "", "user", "demote", "-db", db, "bob"); err != nil {
+		t.Fatalf("user demote bob: %v", err)
+	}
+	if isAdmin("bob") {
+		t.Errorf("user demote bob: bob is still an admin")
+	}
+
+	rs := startRun(t, db, map[string]string{"SECRET_KEY": testSecret})
+	rootTok := rs.loginAs(t, "root", "password-of-root")["token"].(string)
+	if r := rs.do(t, "GET", "/admin/users", nil, bearer(rootTok)...); r.status != http.StatusOK {
+		t.Errorf("GET /admin/users as root made by user add -admin: status = %d, want 200; body %s", r.status, r.body)
+	}
+	bobTok := rs.loginAs(t, "bob", "password-of-bob")["token"].(string)
+	if r := rs.do(t, "GET", "/admin/users", nil, bearer(bobTok)...); r.status != http.StatusForbidden {
+		t.Errorf("GET /admin/users as demoted bob: status = %d, want 403; body %s", r.status, r.body)
+	}
+	rs.stop(t)
+}
+
+func TestRunVersion(t *testing.T) {
+	t.Parallel()
+	out, err := runCLI(t, "", "version")
+	if err != nil || !strings.HasPrefix(out, "bookapi") {
+		t.Errorf("run(version) = %q, %v; want a line starting bookapi", out, err)
+	}
+}

@@ -1,0 +1,849 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// openTestStore opens a store on a new SQLite file in t.TempDir(), closed by
+// t.Cleanup.
+func openTestStore(t *testing.T) *store {
+	t.Helper()
+	st, err := openStore(context.Background(), filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatalf("openStore: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := st.close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return st
+}
+
+// openRawDB opens the SQLite file at path with the writer's settings but
+// without migrating it, as migrate sees it; closed by t.Cleanup.
+func openRawDB(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", sqliteDSN(path, false))
+	if err != nil {
+		t.Fatalf("sql.Open(%s): %v", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// storeUser creates a user with a placeholder hash, failing the test on error.
+func storeUser(t *testing.T, st *store, name string, admin bool) user {
+	t.Helper()
+	u, err := st.createUser(context.Background(), "pid-"+strings.ToLower(name), name, "hash-of-"+name, admin, testStart)
+	if err != nil {
+		t.Fatalf("createUser(%q): %v", name, err)
+	}
+	return u
+}
+
+// storeBook creates a book owned by owner, failing the test on error.
+func storeBook(t *testing.T, st *store, owner user, title, author string) book {
+	t.Helper()
+	b, err := st.createBook(context.Background(), owner.ID, title, author, "", testStart)
+	if err != nil {
+		t.Fatalf("createBook(%q): %v", title, err)
+	}
+	return b
+}
+
+// countRows returns the rows of table matching the optional WHERE clause
+// where, read through db.
+func countRows(t *testing.T, db *sql.DB, table, where string, args ...any) int {
+	t.Helper()
+	q := "SELECT COUNT(*) FROM " + table
+	if where != "" {
+		q += " WHERE " + where
+	}
+	var n int
+	if err := db.QueryRow(q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// userVersion returns PRAGMA user_version of db.
+func userVersion(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		t.Fatalf("PRAGMA user_version: %v", err)
+	}
+	return v
+}
+
+// tableExists reports whether db has a table of that name.
+func tableExists(t *testing.T, db *sql.DB, name string) bool {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, name).Scan(&n); err != nil {
+		t.Fatalf("look up table %s: %v", name, err)
+	}
+	return n == 1
+}
+
+// connPragmas reads the settings every store connection must carry from one
+// connection.
+func connPragmas(t *testing.T, c *sql.Conn) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for _, p := range []string{"journal_mode", "foreign_keys", "synchronous", "busy_timeout", "query_only"} {
+		var v string
+		if err := c.QueryRowContext(context.Background(), "PRAGMA "+p).Scan(&v); err != nil {
+			t.Fatalf("PRAGMA %s: %v", p, err)
+		}
+		got[p] = v
+	}
+	return got
+}
+
+func TestOpenStoreSchemaAndSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+
+	files, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("embedded migrations: %v, %d files", err, len(files))
+	}
+	if v := userVersion(t, st.w); v != len(files) {
+		t.Errorf("PRAGMA user_version = %d, want %d (one per migration file)", v, len(files))
+	}
+	for _, table := range []string{"users", "sessions", "refresh_tokens", "books"} {
+		if !tableExists(t, st.w, table) {
+			t.Errorf("table %s is missing after openStore", table)
+		}
+	}
+
+	want := map[string]string{"journal_mode": "wal", "foreign_keys": "1", "synchronous": "2", "busy_timeout": "5000"}
+	check := func(name string, c *sql.Conn, queryOnly string) {
+		t.Helper()
+		got := connPragmas(t, c)
+		for p, w := range want {
+			if got[p] != w {
+				t.Errorf("%s: PRAGMA %s = %q, want %q", name, p, got[p], w)
+			}
+		}
+		if got["query_only"] != queryOnly {
+			t.Errorf("%s: PRAGMA query_only = %q, want %q", name, got["query_only"], queryOnly)
+		}
+	}
+	wc, err := st.w.Conn(ctx)
+	if err != nil {
+		t.Fatalf("writer connection: %v", err)
+	}
+	check("writer", wc, "0")
+	wc.Close()
+	// Two reader connections at once: the pool must open a second one, and
+	// it must carry the settings too.
+	r1, err := st.r.Conn(ctx)
+	if err != nil {
+		t.Fatalf("reader connection: %v", err)
+	}
+	defer r1.Close()
+	r2, err := st.r.Conn(ctx)
+	if err != nil {
+		t.Fatalf("second reader connection: %v", err)
+	}
+	defer r2.Close()
+	check("reader 1", r1, "1")
+	check("reader 2", r2, "1")
+
+	if _, err := r1.ExecContext(ctx, `INSERT INTO users (public_id, username, username_key, password_hash, created_at)
+		VALUES ('p', 'reader', 'reader', 'h', 0)`); err == nil {
+		t.Errorf("INSERT through the reader: err = nil, want a refusal (query_only)")
+	}
+	if n := countRows(t, st.w, "users", ""); n != 0 {
+		t.Errorf("users after an INSERT through the reader: %d rows, want 0", n)
+	}
+}
+
+func TestOpenStoreReopenKeepsData(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "reopen.db")
+	st, err := openStore(ctx, path)
+	if err != nil {
+		t.Fatalf("openStore: %v", err)
+	}
+	alice := storeUser(t, st, "alice", false)
+	storeBook(t, st, alice, "Dune", "Frank Herbert")
+	if err := st.close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+
+	st, err = openStore(ctx, path)
+	if err != nil {
+		t.Fatalf("openStore a second time: %v", err)
+	}
+	defer st.close()
+	if _, _, err := st.credentials(ctx, "alice"); err != nil {
+		t.Errorf("credentials(alice) after reopening: %v", err)
+	}
+	if n := countRows(t, st.r, "books", ""); n != 1 {
+		t.Errorf("books after reopening: %d, want 1", n)
+	}
+}
+
+func TestMigrateAppliesStepsInOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openRawDB(t, filepath.Join(t.TempDir(), "m.db"))
+
+	// Each step needs the one before it, so they only work in order.
+	steps := fstest.MapFS{
+		"0001_create.sql": {Data: []byte(`CREATE TABLE log (step INTEGER NOT NULL);
+			INSERT INTO log VALUES (1);`)},
+		"0002_column.sql": {Data: []byte(`ALTER TABLE log ADD COLUMN note TEXT;
+			INSERT INTO log VALUES (2, 'two');`)},
+		"0003_index.sql": {Data: []byte(`CREATE INDEX log_note ON log(note);
+			INSERT INTO log VALUES (3, 'three');`)},
+		"README.md": {Data: []byte("not a migration")},
+	}
+	if err := migrate(ctx, db, steps); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	if v := userVersion(t, db); v != 3 {
+		t.Errorf("user_version = %d, want 3", v)
+	}
+	rows, err := db.Query(`SELECT step FROM log ORDER BY rowid`)
+	if err != nil {
+		t.Fatalf("read log: %v", err)
+	}
+	var order []int
+	for rows.Next() {
+		var s int
+		if err := rows.Scan(&s); err != nil {
+			t.Fatalf("scan: %v", err)
+		}
+		order = append(order, s)
+	}
+	rows.Close()
+	if fmt.Sprint(order) != "[1 2 3]" {
+		t.Errorf("steps applied in order %v, want [1 2 3]", order)
+	}
+
+	// Re-running is a no-op: nothing is applied twice.
+	if err := migrate(ctx, db, steps); err != nil {
+		t.Fatalf("migrate again: %v", err)
+	}
+	if n := countRows(t, db, "log", ""); n != 3 {
+		t.Errorf("log rows after re-running migrate: %d, want 3", n)
+	}
+
+	// A new step is applied on its own.
+	steps["0004_more.sql"] = &fstest.MapFile{Data: []byte(`INSERT INTO log VALUES (4, 'four');`)}
+	if err := migrate(ctx, db, steps); err != nil {
+		t.Fatalf("migrate with a fourth step: %v", err)
+	}
+	if v, n := userVersion(t, db), countRows(t, db, "log", ""); v != 4 || n != 4 {
+		t.Errorf("after a fourth step: user_version = %d, log rows = %d; want 4 and 4", v, n)
+	}
+}
+
+func TestMigrateBrokenStepIsRolledBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openRawDB(t, filepath.Join(t.TempDir(), "m.db"))
+	steps := fstest.MapFS{
+		"0001_good.sql": {Data: []byte(`CREATE TABLE good (x INTEGER);`)},
+		// The first statement works; the second does not.
+		"0002_broken.sql": {Data: []byte(`CREATE TABLE half (x INTEGER);
+			INSERT INTO good VALUES (1);
+			INSERT INTO no_such_table VALUES (1);`)},
+		"0003_later.sql": {Data: []byte(`CREATE TABLE later (x INTEGER);`)},
+	}
+	err := migrate(ctx, db, steps)
+	if err == nil {
+		t.Fatalf("migrate with a broken 0002: err = nil, want an error")
+	}
+	if !strings.Contains(err.Error(), "0002_broken.sql") {
+		t.Errorf("migrate error %q does not name 0002_broken.sql", err)
+	}
+	if v := userVersion(t, db); v != 1 {
+		t.Errorf("user_version after a broken 0002 = %d, want 1", v)
+	}
+	if tableExists(t, db, "half") {
+		t.Errorf("table half of the broken step exists; want the whole step rolled back")
+	}
+	if n := countRows(t, db, "good", ""); n != 0 {
+		t.Errorf("rows the broken step inserted into good: %d, want 0", n)
+	}
+	if tableExists(t, db, "later") {
+		t.Errorf("step 0003 ran after the broken 0002")
+	}
+
+	// Once fixed, migration resumes from the last good step.
+	steps["0002_broken.sql"] = &fstest.MapFile{Data: []byte(`CREATE TABLE half (x INTEGER);`)}
+	if err := migrate(ctx, db, steps); err != nil {
+		t.Fatalf("migrate after fixing 0002: %v", err)
+	}
+	if v := userVersion(t, db); v != 3 {
+		t.Errorf("user_version after fixing 0002 = %d, want 3", v)
+	}
+}
+
+func TestMigrateRefusesBadFileNames(t *testing.T) {
+	t.Parallel()
+	step := func(sql string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(sql)} }
+	tests := []struct {
+		name  string
+		files fstest.MapFS
+	}{
+		{"gap", fstest.MapFS{"0001_a.sql": step("CREATE TABLE a (x);"), "0003_c.sql": step("CREATE TABLE c (x);")}},
+		{"starts at 2", fstest.MapFS{"0002_a.sql": step("CREATE TABLE a (x);")}},
+		{"duplicate number", fstest.MapFS{"0001_a.sql": step("CREATE TABLE a (x);"), "0001_b.sql": step("CREATE TABLE b (x);")}},
+		{"no number", fstest.MapFS{"init.sql": step("CREATE TABLE a (x);")}},
+		{"no underscore", fstest.MapFS{"0001-init.sql": step("CREATE TABLE a (x);")}},
+		{"not a number", fstest.MapFS{"00x1_init.sql": step("CREATE TABLE a (x);")}},
+		{"zero", fstest.MapFS{"0000_init.sql": step("CREATE TABLE a (x);")}},
+		{"not four digits", fstest.MapFS{"1_init.sql": step("CREATE TABLE a (x);")}},
+		{"five digits", fstest.MapFS{"00001_init.sql": step("CREATE TABLE a (x);")}},
+		{"signed", fstest.MapFS{"+001_init.sql": step("CREATE TABLE a (x);")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := openRawDB(t, filepath.Join(t.TempDir(), "m.db"))
+			err := migrate(context.Background(), db, tt.files)
+			if err == nil {
+				t.Fatalf("migrate(%v): err = nil, want a refusal of the file name", names(tt.files))
+			}
+			if v := userVersion(t, db); v != 0 {
+				t.Errorf("migrate(%v): user_version = %d, want 0 (nothing applied)", names(tt.files), v)
+			}
+			if tableExists(t, db, "a") {
+				t.Errorf("migrate(%v): table a was created; want nothing applied", names(tt.files))
+			}
+		})
+	}
+}
+
+// names lists the files of a MapFS, for failure messages.
+func names(m fstest.MapFS) []string {
+	var out []string
+	for name := range m {
+		out = append(out, name)
+	}
+	return out
+}
+
+func TestMigrateRefusesNewerDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "future.db")
+	db := openRawDB(t, path)
+	if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatalf("set user_version: %v", err)
+	}
+	err := migrate(ctx, db, fstest.MapFS{"0001_a.sql": {Data: []byte("CREATE TABLE a (x);")}})
+	if err == nil || !strings.Contains(err.Error(), "99") || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("migrate on user_version 99 with 1 step: err = %v, want an error saying version 99 is newer", err)
+	}
+	if tableExists(t, db, "a") {
+		t.Errorf("migrate on a newer database created table a")
+	}
+	db.Close()
+
+	st, err := openStore(ctx, path)
+	if err == nil {
+		st.close()
+		t.Fatalf("openStore on user_version 99: err = nil, want a refusal")
+	}
+	if !strings.Contains(err.Error(), "newer") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("openStore on user_version 99: err = %q, want one line saying the database is newer", err)
+	}
+	db = openRawDB(t, path)
+	if v := userVersion(t, db); v != 99 {
+		t.Errorf("user_version after the refused openStore = %d, want 99 (untouched)", v)
+	}
+}
+
+func TestStoreUsernamesUniqueInAnyCase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	storeUser(t, st, "Alice", false)
+	for _, name := range []string{"Alice", "alice", "ALICE", "aLiCe"} {
+		_, err := st.createUser(ctx, "other-"+name, name, "h", false, testStart)
+		if !errors.Is(err, errConflict) {
+			t.Errorf("createUser(%q) after Alice: err = %v, want errConflict", name, err)
+		}
+	}
+	if _, err := st.createUser(ctx, "pid-alice", "bob", "h", false, testStart); !errors.Is(err, errConflict) {
+		t.Errorf("createUser with a taken public_id: err = %v, want errConflict", err)
+	}
+	if n := countRows(t, st.r, "users", ""); n != 1 {
+		t.Errorf("users after refused duplicates: %d, want 1", n)
+	}
+
+	u, hash, err := st.credentials(ctx, "aLICE")
+	if err != nil {
+		t.Fatalf("credentials(aLICE): %v", err)
+	}
+	if u.Username != "Alice" || hash != "hash-of-Alice" {
+		t.Errorf("credentials(aLICE) = %q, %q; want the user as first written, Alice, hash-of-Alice", u.Username, hash)
+	}
+	if _, _, err := st.credentials(ctx, "nobody"); !errors.Is(err, errNotFound) {
+		t.Errorf("credentials(nobody): err = %v, want errNotFound", err)
+	}
+}
+
+func TestStoreTitlesUniqueInUnicodeCase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "alice", false)
+	bob := storeUser(t, st, "bob", false)
+	first := storeBook(t, st, alice, "Ωmega Éclair", "Zoë")
+	storeBook(t, st, alice, "Other", "Zoë")
+
+	for _, title := range []string{"Ωmega Éclair", "ωMEGA éCLAIR", "ΩMEGA ÉCLAIR"} {
+		_, err := st.createBook(ctx, bob.ID, title, "someone", "", testStart)
+		if !errors.Is(err, errConflict) {
+			t.Errorf("createBook(%q) after %q: err = %v, want errConflict", title, first.Title, err)
+		}
+	}
+	if n := countRows(t, st.r, "books", ""); n != 2 {
+		t.Errorf("books after refused duplicates: %d, want 2", n)
+	}
+
+	renamed := "ωmega éclair"
+	_, err := st.updateBook(ctx, first.ID+1, alice, bookChange{Title: &renamed}, testStart)
+	if !errors.Is(err, errConflict) {
+		t.Errorf("updateBook to %q, taken by book %d: err = %v, want errConflict", renamed, first.ID, err)
+	}
+	if b, _ := st.book(ctx, first.ID+1); b.Title != "Other" {
+		t.Errorf("book %d after a refused rename: title %q, want Other", first.ID+1, b.Title)
+	}
+}
+
+func TestStoreDeleteUserCascades(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "alice", false)
+	bob := storeUser(t, st, "bob", false)
+	storeBook(t, st, alice, "A1", "x")
+	storeBook(t, st, alice, "A2", "x")
+	storeBook(t, st, bob, "B1", "x")
+	for i, u := range []user{alice, alice, bob} {
+		sid := fmt.Sprintf("sid-%s-%d", u.Username, i)
+		if err := st.createSession(ctx, sid, u.ID, []byte(sid), testStart, time.Hour); err != nil {
+			t.Fatalf("createSession %s: %v", sid, err)
+		}
+	}
+
+	if err := st.deleteUser(ctx, alice.PublicID); err != nil {
+		t.Fatalf("deleteUser(alice): %v", err)
+	}
+	for _, c := range []struct {
+		table, where string
+		arg          any
+		want         int
+	}{
+		{"users", "id = ?", alice.ID, 0},
+		{"books", "owner_id = ?", alice.ID, 0},
+		{"sessions", "user_id = ?", alice.ID, 0},
+		{"refresh_tokens", "session_id LIKE ?", "sid-alice-%", 0},
+		{"books", "owner_id = ?", bob.ID, 1},
+		{"sessions", "user_id = ?", bob.ID, 1},
+		{"refresh_tokens", "session_id LIKE ?", "sid-bob-%", 1},
+	} {
+		if n := countRows(t, st.r, c.table, c.where, c.arg); n != c.want {
+			t.Errorf("after deleteUser(alice): %s where %s (%v): %d rows, want %d", c.table, c.where, c.arg, n, c.want)
+		}
+	}
+	if err := st.deleteUser(ctx, alice.PublicID); !errors.Is(err, errNotFound) {
+		t.Errorf("deleteUser(alice) again: err = %v, want errNotFound", err)
+	}
+}
+
+func TestStoreModifyBookRules(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "alice", false)
+	bob := storeUser(t, st, "bob", false)
+	root := storeUser(t, st, "root", true)
+	b := storeBook(t, st, alice, "Dune", "Frank Herbert")
+	const missing = 9999
+	title := "Dune Messiah"
+	later := testStart.Add(time.Hour)
+
+	if _, err := st.updateBook(ctx, b.ID, bob, bookChange{Title: &title}, later); !errors.Is(err, errNotOwner) {
+		t.Errorf("updateBook by bob (not owner, not admin): err = %v, want errNotOwner", err)
+	}
+	if err := st.deleteBook(ctx, b.ID, bob); !errors.Is(err, errNotOwner) {
+		t.Errorf("deleteBook by bob (not owner, not admin): err = %v, want errNotOwner", err)
+	}
+	if got, err := st.book(ctx, b.ID); err != nil || got.Title != "Dune" || !got.UpdatedAt.Equal(b.UpdatedAt) {
+		t.Errorf("book after bob's refused changes = %+v, %v; want it unchanged", got, err)
+	}
+	for _, actor := range []user{alice, bob, root} {
+		if _, err := st.updateBook(ctx, missing, actor, bookChange{Title: &title}, later); !errors.Is(err, errNotFound) {
+			t.Errorf("updateBook(missing) by %s: err = %v, want errNotFound", actor.Username, err)
+		}
+		if err := st.deleteBook(ctx, missing, actor); !errors.Is(err, errNotFound) {
+			t.Errorf("deleteBook(missing) by %s: err = %v, want errNotFound", actor.Username, err)
+		}
+	}
+
+	got, err := st.updateBook(ctx, b.ID, alice, bookChange{Title: &title}, later)
+	if err != nil || got.Title != title || !got.UpdatedAt.Equal(later) {
+		t.Errorf("updateBook by the owner = %+v, %v; want title %q, updated %v", got, err, title, later)
+	}
+	isbn := "9780441172719"
+	got, err = st.updateBook(ctx, b.ID, root, bookChange{ISBN: &isbn}, later)
+	if err != nil || got.ISBN != isbn || got.Title != title {
+		t.Errorf("updateBook of the ISBN by an admin = %+v, %v; want isbn %s and the title kept", got, err, isbn)
+	}
+	got, err = st.updateBook(ctx, b.ID, alice, bookChange{ClearISBN: true}, later)
+	if err != nil || got.ISBN != "" {
+		t.Errorf("updateBook clearing the ISBN = %+v, %v; want no isbn", got, err)
+	}
+	if err := st.deleteBook(ctx, b.ID, root); err != nil {
+		t.Errorf("deleteBook by an admin: %v", err)
+	}
+	if _, err := st.book(ctx, b.ID); !errors.Is(err, errNotFound) {
+		t.Errorf("book after deletion: err = %v, want errNotFound", err)
+	}
+}
+
+func TestStoreListBooksFilters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "Alice", false)
+	bob := storeUser(t, st, "bob", false)
+	for _, b := range []struct {
+		owner         user
+		title, author string
+	}{
+		{alice, "100% Pure", "Ann"},
+		{alice, "1000 Pure", "Ann"},
+		{bob, "snake_case", "Bo"},
+		{bob, "snakeXcase", "ann"},
+		{bob, `back\slash`, "Bo"},
+		{alice, "backXslash", "Bo"},
+	} {
+		storeBook(t, st, b.owner, b.title, b.author)
+	}
+	tests := []struct {
+		name   string
+		filter bookFilter
+		want   []string
+	}{
+		{"percent is literal", bookFilter{Q: "0%"}, []string{"100% Pure"}},
+		{"underscore is literal", bookFilter{Q: "e_c"}, []string{"snake_case"}},
+		{"backslash is literal", bookFilter{Q: `k\s`}, []string{`back\slash`}},
+		{"lone percent", bookFilter{Q: "%"}, []string{"100% Pure"}},
+		{"lone underscore", bookFilter{Q: "_"}, []string{"snake_case"}},
+		{"q matches author", bookFilter{Q: "bo"}, []string{"snake_case", `back\slash`, "backXslash"}},
+		{"author exact", bookFilter{Author: "ann"}, []string{"100% Pure", "1000 Pure", "snakeXcase"}},
+		{"author is not a substring", bookFilter{Author: "an"}, nil},
+		{"owner", bookFilter{Owner: "alice"}, []string{"100% Pure", "1000 Pure", "backXslash"}},
+		{"owner and author", bookFilter{Owner: "alice", Author: "bo"}, []string{"backXslash"}},
+		{"after and limit", bookFilter{After: 2, Limit: 2}, []string{"snake_case", "snakeXcase"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := tt.filter
+			if f.Limit == 0 {
+				f.Limit = 100
+			}
+			books, err := st.listBooks(ctx, f)
+			if err != nil {
+				t.Fatalf("listBooks(%+v): %v", f, err)
+			}
+			var got []string
+			for _, b := range books {
+				got = append(got, b.Title)
+			}
+			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.want) {
+				t.Errorf("listBooks(%+v) = %q, want %q", f, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStoreSessionUser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "alice", false)
+	bob := storeUser(t, st, "bob", false)
+	if err := st.createSession(ctx, "sid-1", alice.ID, []byte("refresh-1"), testStart, time.Hour); err != nil {
+		t.Fatalf("createSession: %v", err)
+	}
+	tests := []struct {
+		name     string
+		sid, pid string
+		at       time.Time
+		ok       bool
+	}{
+		{"live", "sid-1", alice.PublicID, testStart, true},
+		{"last live second", "sid-1", alice.PublicID, testStart.Add(time.Hour - time.Second), true},
+		{"expired at expires_at", "sid-1", alice.PublicID, testStart.Add(time.Hour), false},
+		{"expired", "sid-1", alice.PublicID, testStart.Add(2 * time.Hour), false},
+		{"another user's public_id", "sid-1", bob.PublicID, testStart, false},
+		{"unknown public_id", "sid-1", "no-such-user", testStart, false},
+		{"unknown session", "sid-2", alice.PublicID, testStart, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			u, err := st.sessionUser(ctx, tt.sid, tt.pid, tt.at)
+			switch {
+			case tt.ok && (err != nil || u.ID != alice.ID):
+				t.Errorf("sessionUser(%s, %s, %v) = %+v, %v; want alice", tt.sid, tt.pid, tt.at, u, err)
+			case !tt.ok && !errors.Is(err, errNotFound):
+				t.Errorf("sessionUser(%s, %s, %v): err = %v, want errNotFound", tt.sid, tt.pid, tt.at, err)
+			}
+		})
+	}
+}
+
+func TestClassifyRealErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("plain values", func(t *testing.T) {
+		t.Parallel()
+		if err := classify(nil); err != nil {
+			t.Errorf("classify(nil) = %v, want nil", err)
+		}
+		if err := classify(fmt.Errorf("scan: %w", sql.ErrNoRows)); !errors.Is(err, errNotFound) {
+			t.Errorf("classify(ErrNoRows) = %v, want errNotFound", err)
+		}
+		other := errors.New("something else")
+		if err := classify(other); err != other {
+			t.Errorf("classify(other) = %v, want it unchanged", err)
+		}
+	})
+
+	t.Run("constraints", func(t *testing.T) {
+		t.Parallel()
+		st := openTestStore(t)
+		alice := storeUser(t, st, "alice", false)
+		insert := `INSERT INTO users (public_id, username, username_key, password_hash, created_at) VALUES (?, ?, ?, 'h', 0)`
+		_, err := st.w.ExecContext(ctx, insert, "p2", "ALICE", "alice")
+		wantCode(t, "duplicate username_key", err, sqlite3.SQLITE_CONSTRAINT_UNIQUE)
+		if !errors.Is(classify(err), errConflict) {
+			t.Errorf("classify(duplicate username_key: %v) = %v, want errConflict", err, classify(err))
+		}
+		_, err = st.w.ExecContext(ctx, `INSERT INTO users (id, public_id, username, username_key, password_hash, created_at) VALUES (?, 'p3', 'x', 'x', 'h', 0)`, alice.ID)
+		if !errors.Is(classify(err), errConflict) {
+			t.Errorf("classify(duplicate primary key: %v) = %v, want errConflict", err, classify(err))
+		}
+		// Other constraints are bugs of ours, not conflicts nor outages.
+		_, err = st.w.ExecContext(ctx, `INSERT INTO books (title, title_key, author, author_key, owner_id, created_at, updated_at) VALUES ('t', 't', 'a', 'a', 4242, 0, 0)`)
+		if err == nil || errors.Is(classify(err), errConflict) || errors.Is(classify(err), errUnavailable) {
+			t.Errorf("classify(foreign key violation: %v) = %v, want neither errConflict nor errUnavailable", err, classify(err))
+		}
+	})
+
+	t.Run("read-only connection", func(t *testing.T) {
+		t.Parallel()
+		st := openTestStore(t)
+		_, err := st.r.ExecContext(ctx, `DELETE FROM users`)
+		wantCode(t, "write through the query_only reader", err, sqlite3.SQLITE_READONLY)
+		if !errors.Is(classify(err), errUnavailable) {
+			t.Errorf("classify(write through the reader: %v) = %v, want errUnavailable", err, classify(err))
+		}
+	})
+
+	t.Run("read-only file", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "ro.db")
+		rw, err := openStore(ctx, path)
+		if err != nil {
+			t.Fatalf("openStore: %v", err)
+		}
+		defer rw.close()
+		ro, err := openStore(ctx, "file:"+path+"?mode=ro")
+		if err != nil {
+			t.Fatalf("openStore(mode=ro) on a migrated file: %v", err)
+		}
+		defer ro.close()
+		_, err = ro.createUser(ctx, "p", "alice", "h", false, testStart)
+		if !errors.Is(err, errUnavailable) {
+			t.Errorf("createUser on a read-only file: err = %v, want errUnavailable", err)
+		}
+		if n := countRows(t, rw.r, "users", ""); n != 0 {
+			t.Errorf("users after a write on a read-only file: %d, want 0", n)
+		}
+	})
+
+	t.Run("database full", func(t *testing.T) {
+		t.Parallel()
+		st := openTestStore(t)
+		alice := storeUser(t, st, "alice", false)
+		// The writer has exactly one connection, so the limit stays on it.
+		var pages int
+		if err := st.w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+			t.Fatalf("PRAGMA page_count: %v", err)
+		}
+		var limit int
+		if err := st.w.QueryRowContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages)).Scan(&limit); err != nil || limit != pages {
+			t.Fatalf("PRAGMA max_page_count = %d: got %d, %v", pages, limit, err)
+		}
+		big := strings.Repeat("x", 64<<10)
+		_, err := st.createBook(ctx, alice.ID, big, "author", "", testStart)
+		if !errors.Is(err, errUnavailable) {
+			t.Errorf("createBook on a full database: err = %v, want errUnavailable", err)
+		}
+		if n := countRows(t, st.r, "books", ""); n != 0 {
+			t.Errorf("books after a write on a full database: %d, want 0", n)
+		}
+	})
+
+	t.Run("busy", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "busy.db")
+		st, err := openStore(ctx, path)
+		if err != nil {
+			t.Fatalf("openStore: %v", err)
+		}
+		defer st.close()
+		other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
+		if err != nil {
+			t.Fatalf("open a second writer: %v", err)
+		}
+		defer other.Close()
+		var busyErr error
+		// While the store holds the write lock, the second writer is refused at once.
+		err = st.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `UPDATE users SET admin = 0`); err != nil {
+				return err
+			}
+			_, busyErr = other.ExecContext(ctx, `DELETE FROM users`)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("st.tx: %v", err)
+		}
+		wantCode(t, "second writer while the store writes", busyErr, sqlite3.SQLITE_BUSY)
+		if !errors.Is(classify(busyErr), errUnavailable) {
+			t.Errorf("classify(busy: %v) = %v, want errUnavailable", busyErr, classify(busyErr))
+		}
+	})
+
+	t.Run("cannot open", func(t *testing.T) {
+		t.Parallel()
+		db, err := sql.Open("sqlite", sqliteDSN(filepath.Join(t.TempDir(), "missing", "x.db"), false))
+		if err != nil {
+			t.Fatalf("sql.Open: %v", err)
+		}
+		defer db.Close()
+		err = db.PingContext(ctx)
+		wantCode(t, "open in a missing directory", err, sqlite3.SQLITE_CANTOPEN)
+		if !errors.Is(classify(err), errUnavailable) {
+			t.Errorf("classify(cannot open: %v) = %v, want errUnavailable", err, classify(err))
+		}
+	})
+
+	t.Run("closed store", func(t *testing.T) {
+		t.Parallel()
+		st, err := openStore(ctx, filepath.Join(t.TempDir(), "closed.db"))
+		if err != nil {
+			t.Fatalf("openStore: %v", err)
+		}
+		if err := st.close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		if err := st.ping(ctx); !errors.Is(err, errUnavailable) {
+			t.Errorf("ping on a closed store: err = %v, want errUnavailable", err)
+		}
+		if _, _, err := st.credentials(ctx, "alice"); !errors.Is(err, errUnavailable) {
+			t.Errorf("credentials on a closed store: err = %v, want errUnavailable", err)
+		}
+		if _, err := st.createUser(ctx, "p", "alice", "h", false, testStart); !errors.Is(err, errUnavailable) {
+			t.Errorf("createUser on a closed store: err = %v, want errUnavailable", err)
+		}
+	})
+}
+
+// wantCode fails the test unless err is a SQLite error with that extended
+// (or, for a primary code, base) result code.
+func wantCode(t *testing.T, what string, err error, code int) {
+	t.Helper()
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		t.Fatalf("%s: err = %v (%T), want a *sqlite.Error", what, err, err)
+	}
+	if got := se.Code(); got != code && (code > 0xff || got&0xff != code) {
+		t.Fatalf("%s: SQLite code = %d (%v), want %d", what, got, err, code)
+	}
+}
+
+func TestStoreListingQueriesUseIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "alice", false)
+	for i := range 50 {
+		storeBook(t, st, alice, fmt.Sprintf("title %d", i), fmt.Sprintf("author %d", i%5))
+	}
+	// These mirror the statements listBooks builds for each filter.
+	base := `SELECT ` + bookColumns + ` FROM books b JOIN users u ON u.id = b.owner_id WHERE b.id > ?`
+	tests := []struct {
+		name  string
+		query string
+		args  []any
+		index string
+	}{
+		{"author", base + ` AND b.author_key = ? ORDER BY b.id LIMIT ?`, []any{0, "author 1", 101}, "books_author"},
+		{"owner", base + ` AND u.username_key = ? ORDER BY b.id LIMIT ?`, []any{0, "alice", 101}, "books_owner"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rows, err := st.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tt.query, tt.args...)
+			if err != nil {
+				t.Fatalf("EXPLAIN QUERY PLAN: %v", err)
+			}
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatalf("scan plan: %v", err)
+				}
+				plan = append(plan, detail)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatalf("plan rows: %v", err)
+			}
+			text := strings.Join(plan, "; ")
+			for _, step := range plan {
+				if strings.HasPrefix(step, "SCAN b") {
+					t.Errorf("listing by %s: plan %q scans all of books, want a search on index %s", tt.name, text, tt.index)
+				}
+			}
+			if !strings.Contains(text, tt.index) {
+				t.Errorf("listing by %s: plan %q does not use index %s", tt.name, text, tt.index)
+			}
+		})
+	}
+}
