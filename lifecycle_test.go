@@ -2,14 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -610,5 +618,241 @@ func TestDeletedUserEndsSessions(t *testing.T) {
 	}
 	if n := ts.count(t, "sessions"); n != 1 { // the admin's own
 		t.Errorf("sessions = %d after deleting the user, want 1", n)
+	}
+}
+
+// benchClient is an HTTP client that keeps enough idle connections for a flood.
+func benchClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}
+}
+
+// percentile returns the p-th percentile (0-100) of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p / 100)
+	return sorted[i]
+}
+
+// timedGets sends n authenticated GET /bookapi/books and returns the sorted latencies.
+func timedGets(b *testing.B, c *http.Client, url, token string, n int) []time.Duration {
+	b.Helper()
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		req, _ := http.NewRequest("GET", url+"/bookapi/books", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		start := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatalf("GET /bookapi/books: %v", err)
+		}
+		_, _ = bytes.NewBuffer(nil).ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("GET /bookapi/books: status = %d", resp.StatusCode)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	return lat
+}
+
+// BenchmarkLoginFlood measures the p99 latency of authenticated book lists
+// alone and while 64 clients log in as fast as they can, at bcrypt cost 10
+// on the default number of bcrypt slots. It reports both and their ratio:
+//
+//	go test -run '^$' -bench LoginFlood -benchtime 1x
+func BenchmarkLoginFlood(b *testing.B) {
+	cfg := config{
+		db: b.TempDir() + "/bench.db", issuer: "bookapi", tokenTTL: time.Hour, refreshTTL: time.Hour,
+		bcryptCost: 10, secret: []byte(testSecret),
+		loginMaxFailures: 5, loginMaxAddressFailures: 50, loginWindow: time.Minute,
+	}
+	st, err := openStore(context.Background(), cfg.db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.close()
+	s := newServer(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), newKeyring(cfg.secret), time.Now)
+	srv := httptest.NewServer(s.routes())
+	defer srv.Close()
+	c := benchClient()
+	post := func(path, body string, header ...string) *http.Response {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if len(header) == 2 {
+			req.Header.Set(header[0], header[1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatalf("POST %s: %v", path, err)
+		}
+		return resp
+	}
+	creds := `{"username":"alice","password":"password-of-alice"}`
+	post("/signup", creds).Body.Close()
+	resp := post("/login", creds)
+	var login tokenResponse
+	json.NewDecoder(resp.Body).Decode(&login)
+	resp.Body.Close()
+	for i := range 20 {
+		post("/bookapi/books", fmt.Sprintf(`{"title":"Book %d","author":"Author"}`, i), "Authorization", "Bearer "+login.Token).Body.Close()
+	}
+
+	const samples = 400
+	var base, flood time.Duration
+	var logins, busy atomic.Int64
+	for b.Loop() {
+		timedGets(b, c, srv.URL, login.Token, 50) // warm up
+		base = percentile(timedGets(b, c, srv.URL, login.Token, samples), 99)
+
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					resp := post("/login", creds)
+					resp.Body.Close()
+					switch resp.StatusCode {
+					case http.StatusCreated:
+						logins.Add(1)
+					case http.StatusServiceUnavailable:
+						busy.Add(1)
+					}
+				}
+			}()
+		}
+		for logins.Load() < 4 { // the flood is under way
+			runtime.Gosched()
+		}
+		flood = percentile(timedGets(b, c, srv.URL, login.Token, samples), 99)
+		close(stop)
+		wg.Wait()
+	}
+	b.ReportMetric(float64(base.Microseconds())/1000, "p99-alone-ms")
+	b.ReportMetric(float64(flood.Microseconds())/1000, "p99-flood-ms")
+	b.ReportMetric(float64(flood)/float64(base), "p99-ratio")
+	b.ReportMetric(float64(logins.Load()), "logins")
+	b.ReportMetric(float64(busy.Load()), "login-503s")
+}
+
+// BenchmarkLoginEnumeration times logins for an unknown user and for a known
+// user with a wrong password, interleaved, at bcrypt cost 10, and reports the
+// two medians and their ratio:
+//
+//	go test -run '^$' -bench LoginEnumeration -benchtime 100x
+func BenchmarkLoginEnumeration(b *testing.B) {
+	cfg := config{
+		db: b.TempDir() + "/bench.db", issuer: "bookapi", tokenTTL: time.Hour, refreshTTL: time.Hour,
+		bcryptCost: 10, secret: []byte(testSecret),
+		loginMaxFailures: 1 << 30, loginMaxAddressFailures: 1 << 30, loginWindow: time.Minute,
+	}
+	st, err := openStore(context.Background(), cfg.db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.close()
+	s := newServer(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), newKeyring(cfg.secret), time.Now)
+	srv := httptest.NewServer(s.routes())
+	defer srv.Close()
+	c := benchClient()
+	try := func(body string) (time.Duration, []byte) {
+		start := time.Now()
+		resp, err := c.Post(srv.URL+"/login", "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var buf bytes.Buffer
+		buf.ReadFrom(resp.Body)
+		resp.Body.Close()
+		d := time.Since(start)
+		if resp.StatusCode != http.StatusUnauthorized {
+			b.Fatalf("POST /login: status = %d, want 401", resp.StatusCode)
+		}
+		return d, buf.Bytes()
+	}
+	resp, _ := c.Post(srv.URL+"/signup", "application/json", strings.NewReader(`{"username":"alice","password":"password-of-alice"}`))
+	resp.Body.Close()
+	try(`{"username":"nobody","password":"wrong password"}`) // build the dummy hash
+
+	var unknown, wrong []time.Duration
+	for b.Loop() {
+		d1, body1 := try(`{"username":"nobody","password":"wrong password"}`)
+		d2, body2 := try(`{"username":"alice","password":"wrong password"}`)
+		if !bytes.Equal(body1, body2) {
+			b.Fatalf("bodies differ: %s vs %s", body1, body2)
+		}
+		unknown, wrong = append(unknown, d1), append(wrong, d2)
+	}
+	slices.Sort(unknown)
+	slices.Sort(wrong)
+	mu, mw := percentile(unknown, 50), percentile(wrong, 50)
+	b.ReportMetric(float64(mu.Microseconds())/1000, "median-unknown-ms")
+	b.ReportMetric(float64(mw.Microseconds())/1000, "median-wrong-ms")
+	b.ReportMetric(float64(mu)/float64(mw), "ratio")
+}
+
+// FuzzDecode feeds arbitrary bodies to the request reader for every request
+// type. It must never panic, and whatever it accepts must re-encode to JSON
+// that the reader accepts again as the same value: validation is stable.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{
+		`{"username":"alice","password":"correct horse"}`,
+		`{"title":" Dune ","author":"Frank Herbert","isbn":"978-0-441-17271-9"}`,
+		`{"title":"Emma","isbn":null}`,
+		`{"refresh_token":"abc"}`,
+		`{"old_password":"12345678","new_password":"abcdefgh"}`,
+		`{"admin":true}`,
+		`{"a":1,"a":2}`, `{"title":"\ud800"}`, `[]`, `null`, `{} {}`, "{\"title\":\"\xff\"}",
+		`{"Title":"x","author":"y"}`, `{"title":{"nested":[1,2,{"x":null}]}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fuzzDecodeAs(t, body, func() validator { return &credentials{} })
+		fuzzDecodeAs(t, body, func() validator { return &newBook{} })
+		fuzzDecodeAs(t, body, func() validator { return &refreshRequest{} })
+		fuzzDecodeAs(t, body, func() validator { return &passwordChange{} })
+		fuzzDecodeAs(t, body, func() validator { return &adminChange{} })
+		fuzzDecodeAs(t, body, func() validator { return &logoutRequest{} })
+		var p bookPatch
+		if parseObject(body, &p) == nil {
+			if p.change.Title == nil && p.change.Author == nil && p.change.ISBN == nil && !p.change.ClearISBN {
+				t.Fatalf("accepted a patch that changes nothing: %q", body)
+			}
+		}
+	})
+}
+
+// fuzzDecodeAs checks the round trip of one body through one request type.
+func fuzzDecodeAs(t *testing.T, body []byte, fresh func() validator) {
+	t.Helper()
+	v := fresh()
+	err := parseObject(body, v)
+	if err == nil {
+		out, merr := json.Marshal(v)
+		if merr != nil {
+			t.Fatalf("%T accepted %q but does not re-encode: %v", v, body, merr)
+		}
+		again := fresh()
+		if err := parseObject(out, again); err != nil {
+			t.Fatalf("%T accepted %q but not its re-encoding %q: %v", v, body, out, err)
+		}
+		if out2, _ := json.Marshal(again); !bytes.Equal(out, out2) {
+			t.Fatalf("%T: re-encoding is not stable: %q then %q", v, out, out2)
+		}
+		return
+	}
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.status != http.StatusBadRequest && ae.status != http.StatusUnauthorized {
+		t.Fatalf("%T refused %q with %v, want a 400 or 401 apiError", v, body, err)
 	}
 }
