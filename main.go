@@ -133,20 +133,23 @@ func newFlags(name string, stdout io.Writer) *flags {
 // bind records the environment variable that sets flag name.
 func (f *flags) bind(name, env string) { f.env[name] = env }
 
-// parse applies the environment, then the arguments.
+// parse applies the arguments, then the environment for every flag the
+// arguments did not set, so a bad variable behind a given flag is ignored.
 func (f *flags) parse(args []string, getenv func(string) string) error {
-	for name, env := range f.env {
-		if v := getenv(env); v != "" {
-			if err := f.Set(name, v); err != nil {
-				return fmt.Errorf("%s: invalid value %q: %v", env, v, err)
-			}
-		}
-	}
 	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			f.Usage()
 		}
 		return err
+	}
+	given := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	for name, env := range f.env {
+		if v := getenv(env); v != "" && !given[name] {
+			if err := f.Set(name, v); err != nil {
+				return fmt.Errorf("%s: invalid value %q: %v", env, v, err)
+			}
+		}
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"path"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -124,7 +123,7 @@ func sqliteDSN(dsn string, readOnly bool) string {
 func openStore(ctx context.Context, dsn string) (*store, error) {
 	w, err := sql.Open("sqlite", sqliteDSN(dsn, false))
 	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
@@ -132,7 +131,7 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 	w.SetConnMaxIdleTime(0)
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
@@ -141,12 +140,12 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 	}
 	if err := migrate(ctx, w, sub); err != nil {
 		w.Close()
-		return nil, err
+		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
 	r, err := sql.Open("sqlite", sqliteDSN(dsn, true))
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
 	n := 2 * runtime.NumCPU()
 	r.SetMaxOpenConns(n)
@@ -176,12 +175,11 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 	}
 	var steps []step
 	for i, name := range names {
-		num, _, ok := strings.Cut(path.Base(name), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v != i+1 {
-			return fmt.Errorf("migrate: %s: want a name starting %04d_", name, i+1)
+		want := fmt.Sprintf("%04d_", i+1)
+		if !strings.HasPrefix(path.Base(name), want) {
+			return fmt.Errorf("migrate: %s: want a name starting %s", name, want)
 		}
-		steps = append(steps, step{v, name})
+		steps = append(steps, step{i + 1, name})
 	}
 	var current int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
@@ -224,6 +222,11 @@ func classify(err error) error {
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return errNotFound
+	}
+	// A store closed under a request (a shutdown that ran out of time) is
+	// unavailable, not broken; database/sql does not export this error.
+	if errors.Is(err, sql.ErrConnDone) || err.Error() == "sql: database is closed" {
+		return fmt.Errorf("%w: %v", errUnavailable, err)
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
