@@ -9,16 +9,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
 )
-
-// slotWait is how long a request waits for a bcrypt slot before a 503.
-const slotWait = 5 * time.Second
 
 // credentials is the body of POST /signup.
 type credentials struct {
@@ -100,7 +100,7 @@ func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // withSlot runs fn on one of the bounded bcrypt slots, so a flood of logins
 // cannot starve the rest of the API of CPU.
 func (s *server) withSlot(ctx context.Context, fn func()) error {
-	t := time.NewTimer(slotWait)
+	t := time.NewTimer(s.slotWait)
 	defer t.Stop()
 	select {
 	case s.slots <- struct{}{}:
@@ -169,34 +169,36 @@ func readLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
 }
 
 // login checks a username and password and starts a session. Unknown users
-// and wrong passwords get the same answer after the same bcrypt work.
+// and wrong passwords get the same answer after the same work: a throttle
+// check, a bcrypt comparison and a recorded failure.
 func (s *server) login(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	addr := s.clientAddr(r)
+	now := s.now()
 	req, err := readLogin(w, r)
+	if errors.Is(err, errCouldNotVerify) {
+		// No credentials: a failure that counts for the address only.
+		if err := s.throttle(ctx, "", addr, now); err != nil {
+			return err
+		}
+		return s.loginFailed(ctx, "", addr, now)
+	}
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	u, hash, err := s.db.credentials(ctx, req.Username)
-	known := err == nil
-	if err != nil && !errors.Is(err, errNotFound) {
+	key := strings.ToLower(req.Username)
+	if err := s.throttle(ctx, key, addr, now); err != nil {
 		return err
 	}
-	if !known {
-		hash = string(s.dummyHash())
+	u, hash, err := s.checkPassword(ctx, req.Username, req.Password)
+	if errors.Is(err, errCouldNotVerify) {
+		return s.loginFailed(ctx, key, addr, now)
 	}
-	pw := []byte(req.Password)
-	// bcrypt compares only the first 72 bytes; a longer password never
-	// matches, but costs the same work.
-	tooLong := len(pw) > 72
-	if tooLong {
-		pw = pw[:72]
-	}
-	var match bool
-	if err := s.withSlot(ctx, func() { match = bcrypt.CompareHashAndPassword([]byte(hash), pw) == nil }); err != nil {
+	if err != nil {
 		return err
 	}
-	if !known || !match || tooLong {
-		return errCouldNotVerify
+	if err := s.db.clearLoginFailures(ctx, key); err != nil {
+		s.log.Warn("clear login failures", "request_id", requestID(r), "err", err)
 	}
 	s.upgradeHash(ctx, u, hash, req.Password)
 	resp, err := s.startSession(ctx, u)
@@ -205,6 +207,80 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusCreated, resp)
 	return nil
+}
+
+// checkPassword returns the user with this username if pw is their password,
+// else errCouldNotVerify. It does one bcrypt comparison whether or not the
+// user exists, and a password over 72 bytes never matches (bcrypt would
+// compare only its first 72 bytes) but costs the same.
+func (s *server) checkPassword(ctx context.Context, username, pw string) (user, string, error) {
+	u, hash, err := s.db.credentials(ctx, username)
+	known := err == nil
+	if err != nil && !errors.Is(err, errNotFound) {
+		return user{}, "", err
+	}
+	if !known {
+		hash = string(s.dummyHash())
+	}
+	b := []byte(pw)
+	tooLong := len(b) > 72
+	if tooLong {
+		b = b[:72]
+	}
+	var match bool
+	if err := s.withSlot(ctx, func() { match = bcrypt.CompareHashAndPassword([]byte(hash), b) == nil }); err != nil {
+		return user{}, "", err
+	}
+	if !known || !match || tooLong {
+		return user{}, "", errCouldNotVerify
+	}
+	return u, hash, nil
+}
+
+// clientAddr is the address failed logins are counted against: the
+// connection's, or with -trust-proxy the last X-Forwarded-For entry (the one
+// our own proxy appended; earlier entries are the client's to forge).
+func (s *server) clientAddr(r *http.Request) string {
+	if s.cfg.trustProxy {
+		if vals := r.Header.Values("X-Forwarded-For"); len(vals) > 0 {
+			last := vals[len(vals)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if ip, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+				return ip.String()
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// throttle refuses a login attempt with 429 while too many failures for the
+// username (if given) or the address fall within the window.
+func (s *server) throttle(ctx context.Context, usernameKey, addr string, now time.Time) error {
+	at, err := s.db.loginRetryAt(ctx, usernameKey, addr, now, s.cfg.loginWindow,
+		s.cfg.loginMaxFailures, s.cfg.loginMaxAddressFailures)
+	if err != nil {
+		return err
+	}
+	if at.IsZero() {
+		return nil
+	}
+	wait := int(math.Ceil(at.Sub(now).Seconds()))
+	return &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
+		msg: "Too many failed logins; try again later.", retryAfter: max(1, wait)}
+}
+
+// loginFailed records a failed login and answers it.
+func (s *server) loginFailed(ctx context.Context, usernameKey, addr string, now time.Time) error {
+	if err := s.db.recordLoginFailure(ctx, usernameKey, addr, now, s.cfg.loginWindow); err != nil {
+		return err
+	}
+	return errCouldNotVerify
 }
 
 // upgradeHash re-hashes a password whose stored hash has a lower cost than
@@ -333,6 +409,159 @@ func (s *server) requireAdmin(h func(http.ResponseWriter, *http.Request, user) e
 		}
 		return h(w, r, u)
 	})
+}
+
+// errInvalidRefresh answers an unknown, expired or spent refresh token.
+var errInvalidRefresh = &apiError{status: http.StatusUnauthorized, code: "invalid_token", msg: "Invalid refresh token!"}
+
+// errWrongPassword answers a password change with the wrong old password.
+var errWrongPassword = &apiError{status: http.StatusForbidden, code: "invalid_credentials", msg: "Old password is incorrect!"}
+
+// refreshRequest is the body of POST /refresh.
+type refreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+func (q *refreshRequest) valid() error {
+	if q.RefreshToken == "" {
+		return badRequest("Member \"refresh_token\" is required.")
+	}
+	return nil
+}
+
+// hashRefresh is the form a refresh token is stored and looked up in.
+func hashRefresh(tok string) []byte {
+	sum := sha256.Sum256([]byte(tok))
+	return sum[:]
+}
+
+// refresh trades a refresh token for a new token pair, spending it. A token
+// that was spent before ends its session.
+func (s *server) refresh(w http.ResponseWriter, r *http.Request) error {
+	var req refreshRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	now := s.now()
+	next, nextHash := newRefreshToken()
+	u, err := s.db.rotateRefresh(r.Context(), hashRefresh(req.RefreshToken), nextHash, now, s.cfg.refreshTTL)
+	if errors.Is(err, errReused) {
+		s.log.Warn("spent refresh token presented; session ended", "request_id", requestID(r))
+		return errInvalidRefresh
+	}
+	if errors.Is(err, errNotFound) {
+		return errInvalidRefresh
+	}
+	if err != nil {
+		return err
+	}
+	noteUser(r, u.PublicID)
+	access, err := s.accessToken(u, u.SessionID, now)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, tokenResponse{Token: access, TokenType: "Bearer",
+		ExpiresIn: int64(s.cfg.tokenTTL / time.Second), RefreshToken: next})
+	return nil
+}
+
+// logoutRequest is the optional body of POST /logout.
+type logoutRequest struct {
+	RefreshToken *string `json:"refresh_token"`
+}
+
+func (q *logoutRequest) valid() error {
+	if q.RefreshToken != nil && *q.RefreshToken == "" {
+		return badRequest("Member \"refresh_token\" must not be empty.")
+	}
+	return nil
+}
+
+// logout ends the session of the presented token, and with it that
+// session's refresh token. A refresh token in the body must be that session's.
+func (s *server) logout(w http.ResponseWriter, r *http.Request, u user) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		var req logoutRequest
+		if err := parseObject(body, &req); err != nil {
+			return err
+		}
+		if req.RefreshToken != nil {
+			ok, err := s.db.refreshInSession(r.Context(), hashRefresh(*req.RefreshToken), u.SessionID, s.now())
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return badRequest("Member \"refresh_token\" is not the current session's refresh token.")
+			}
+		}
+	}
+	if err := s.db.endSession(r.Context(), u.SessionID); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "logged out"})
+	return nil
+}
+
+// logoutAll ends every session of the caller.
+func (s *server) logoutAll(w http.ResponseWriter, r *http.Request, u user) error {
+	if err := s.db.endUserSessions(r.Context(), u.ID); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "logged out everywhere"})
+	return nil
+}
+
+// passwordChange is the body of POST /me/password.
+type passwordChange struct {
+	OldPassword string `json:"old_password"`
+	NewPassword string `json:"new_password"`
+}
+
+func (p *passwordChange) valid() error {
+	if p.OldPassword == "" {
+		return badRequest("Member \"old_password\" is required.")
+	}
+	return validPassword("new_password", p.NewPassword)
+}
+
+// changePassword replaces the caller's password after checking the old one,
+// and ends every session of the caller. A wrong old password counts as a
+// failed login, so a stolen access token cannot be used to guess passwords
+// faster than the login throttle allows.
+func (s *server) changePassword(w http.ResponseWriter, r *http.Request, u user) error {
+	var req passwordChange
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	addr := s.clientAddr(r)
+	key := strings.ToLower(u.Username)
+	now := s.now()
+	if err := s.throttle(ctx, key, addr, now); err != nil {
+		return err
+	}
+	if _, _, err := s.checkPassword(ctx, u.Username, req.OldPassword); err != nil {
+		if errors.Is(err, errCouldNotVerify) {
+			if err := s.db.recordLoginFailure(ctx, key, addr, now, s.cfg.loginWindow); err != nil {
+				return err
+			}
+			return errWrongPassword
+		}
+		return err
+	}
+	hash, err := s.hashPassword(ctx, req.NewPassword)
+	if err != nil {
+		return err
+	}
+	if err := s.db.changePassword(ctx, u.ID, hash); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "password changed"})
+	return nil
 }
 
 // me answers the caller's own account.

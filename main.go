@@ -65,6 +65,12 @@ type config struct {
 	hashSlots  int // 0: max(1, cores-1)
 	logFormat  string
 	secret     []byte
+	previous   [][]byte // verify-only older secrets
+
+	loginMaxFailures        int           // failed logins per username per window
+	loginMaxAddressFailures int           // failed logins per client address per window
+	loginWindow             time.Duration // the sliding throttling window
+	trustProxy              bool          // take the client address from X-Forwarded-For
 }
 
 // run is the whole program with its surroundings passed in, so tests can
@@ -127,20 +133,23 @@ func newFlags(name string, stdout io.Writer) *flags {
 // bind records the environment variable that sets flag name.
 func (f *flags) bind(name, env string) { f.env[name] = env }
 
-// parse applies the environment, then the arguments.
+// parse applies the arguments, then the environment for every flag the
+// arguments did not set, so a bad variable behind a given flag is ignored.
 func (f *flags) parse(args []string, getenv func(string) string) error {
-	for name, env := range f.env {
-		if v := getenv(env); v != "" {
-			if err := f.Set(name, v); err != nil {
-				return fmt.Errorf("%s: invalid value %q: %v", env, v, err)
-			}
-		}
-	}
 	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			f.Usage()
 		}
 		return err
+	}
+	given := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	for name, env := range f.env {
+		if v := getenv(env); v != "" && !given[name] {
+			if err := f.Set(name, v); err != nil {
+				return fmt.Errorf("%s: invalid value %q: %v", env, v, err)
+			}
+		}
 	}
 	return nil
 }
@@ -179,6 +188,16 @@ func parseServe(args []string, getenv func(string) string, stdout io.Writer) (co
 	f.bind("refresh-ttl", "BOOKAPI_REFRESH_TTL")
 	f.StringVar(&cfg.logFormat, "log-format", "text", "log format: text or json")
 	f.bind("log-format", "BOOKAPI_LOG_FORMAT")
+	f.IntVar(&cfg.loginMaxFailures, "login-max-failures", 5, "failed logins per username per window")
+	f.bind("login-max-failures", "BOOKAPI_LOGIN_MAX_FAILURES")
+	f.IntVar(&cfg.loginMaxAddressFailures, "login-max-address-failures", 50, "failed logins per client address per window")
+	f.bind("login-max-address-failures", "BOOKAPI_LOGIN_MAX_ADDRESS_FAILURES")
+	f.DurationVar(&cfg.loginWindow, "login-window", 15*time.Minute, "login throttling window")
+	f.bind("login-window", "BOOKAPI_LOGIN_WINDOW")
+	f.BoolVar(&cfg.trustProxy, "trust-proxy", false, "take the client address from the last X-Forwarded-For entry")
+	f.bind("trust-proxy", "BOOKAPI_TRUST_PROXY")
+	f.IntVar(&cfg.hashSlots, "bcrypt-slots", 0, "concurrent bcrypt hashes; 0 means max(1, cores-1)")
+	f.bind("bcrypt-slots", "BOOKAPI_BCRYPT_SLOTS")
 	if err := f.parse(args, getenv); err != nil {
 		return cfg, err
 	}
@@ -199,12 +218,29 @@ func parseServe(args []string, getenv func(string) string, stdout io.Writer) (co
 		return cfg, fmt.Errorf("-refresh-ttl: %v is shorter than 1s", cfg.refreshTTL)
 	case cfg.logFormat != "text" && cfg.logFormat != "json":
 		return cfg, fmt.Errorf("-log-format: %q is neither text nor json", cfg.logFormat)
+	case cfg.loginMaxFailures < 1:
+		return cfg, fmt.Errorf("-login-max-failures: %d is less than 1", cfg.loginMaxFailures)
+	case cfg.loginMaxAddressFailures < 1:
+		return cfg, fmt.Errorf("-login-max-address-failures: %d is less than 1", cfg.loginMaxAddressFailures)
+	case cfg.loginWindow < time.Second:
+		return cfg, fmt.Errorf("-login-window: %v is shorter than 1s", cfg.loginWindow)
+	case cfg.hashSlots < 0:
+		return cfg, fmt.Errorf("-bcrypt-slots: %d is negative", cfg.hashSlots)
 	}
 	if s := getenv("SECRET_KEY"); s != "" {
 		if len(s) < minSecretLen {
 			return cfg, fmt.Errorf("SECRET_KEY: %d bytes is shorter than the minimum of %d", len(s), minSecretLen)
 		}
 		cfg.secret = []byte(s)
+	}
+	if prev := getenv("BOOKAPI_PREVIOUS_KEYS"); prev != "" {
+		for i, p := range strings.Split(prev, ",") {
+			p = strings.TrimSpace(p)
+			if len(p) < minSecretLen {
+				return cfg, fmt.Errorf("BOOKAPI_PREVIOUS_KEYS: key %d is shorter than %d bytes", i+1, minSecretLen)
+			}
+			cfg.previous = append(cfg.previous, []byte(p))
+		}
 	}
 	return cfg, nil
 }
@@ -285,7 +321,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("-addr: %w", err)
 	}
-	s := newServer(cfg, st, log, newKeyring(cfg.secret), time.Now)
+	s := newServer(cfg, st, log, newKeyring(cfg.secret, cfg.previous...), time.Now)
 	go s.dummyHash() // ready before the first login for an unknown user
 	srv := &http.Server{
 		Handler:           s.routes(),

@@ -90,6 +90,10 @@ func testConfig(t *testing.T) config {
 		bcryptCost: bcrypt.MinCost,
 		logFormat:  "text",
 		secret:     []byte(testSecret),
+
+		loginMaxFailures:        5,
+		loginMaxAddressFailures: 50,
+		loginWindow:             15 * time.Minute,
 	}
 }
 
@@ -108,7 +112,7 @@ func newTestServerWith(t *testing.T, cfg config) *testServer {
 	}
 	logs := &syncBuffer{}
 	clock := &testClock{t: testStart}
-	s := newServer(cfg, st, slog.New(slog.NewTextHandler(logs, nil)), newKeyring(cfg.secret), clock.now)
+	s := newServer(cfg, st, slog.New(slog.NewTextHandler(logs, nil)), newKeyring(cfg.secret, cfg.previous...), clock.now)
 	ts := &testServer{Server: httptest.NewServer(s.routes()), s: s, clock: clock, logs: logs, path: cfg.db}
 	t.Cleanup(func() {
 		ts.Close()

@@ -20,6 +20,9 @@ type server struct {
 	now   func() time.Time // time.Now in production, a fixed clock in tests
 	slots chan struct{}    // bounds concurrent bcrypt work
 
+	// slotWait is how long a request waits for a bcrypt slot before a 503.
+	slotWait time.Duration
+
 	// dummyHash is compared against at login when the user does not exist,
 	// so that an unknown user costs the same bcrypt work as a wrong password.
 	dummyHash func() []byte
@@ -31,7 +34,7 @@ func newServer(cfg config, db *store, log *slog.Logger, keys keyring, now func()
 	if n <= 0 {
 		n = max(1, runtime.NumCPU()-1)
 	}
-	s := &server{cfg: cfg, db: db, log: log, keys: keys, now: now, slots: make(chan struct{}, n)}
+	s := &server{cfg: cfg, db: db, log: log, keys: keys, now: now, slots: make(chan struct{}, n), slotWait: 5 * time.Second}
 	cost := cfg.bcryptCost
 	s.dummyHash = sync.OnceValue(func() []byte {
 		h, err := bcrypt.GenerateFromPassword([]byte("bookapi dummy password"), cost)
@@ -59,8 +62,12 @@ func (s *server) routes() http.Handler {
 	mux.Handle("PATCH /bookapi/books/{id}", s.requireToken(s.updateBook))
 	mux.Handle("DELETE /bookapi/books/{id}", s.requireToken(s.deleteBook))
 
-	// The caller's account.
+	// Sessions and the caller's account.
+	mux.Handle("POST /refresh", s.handle(s.refresh))
+	mux.Handle("POST /logout", s.requireToken(s.logout))
+	mux.Handle("POST /logout/all", s.requireToken(s.logoutAll))
 	mux.Handle("GET /me", s.requireToken(s.me))
+	mux.Handle("POST /me/password", s.requireToken(s.changePassword))
 
 	// Administration.
 	mux.Handle("GET /admin/users", s.requireAdmin(s.listUsers))

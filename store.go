@@ -11,7 +11,6 @@ import (
 	"path"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +30,7 @@ var (
 	errConflict    = errors.New("conflict")
 	errNotOwner    = errors.New("not the owner")
 	errUnavailable = errors.New("database unavailable")
+	errReused      = errors.New("refresh token reused")
 )
 
 // store is the service's persistence: one writer connection (SQLite allows a
@@ -48,7 +48,8 @@ type user struct {
 	Username  string
 	Admin     bool
 	CreatedAt time.Time
-	Books     int // filled only by listUsers and userInfo
+	Books     int    // filled only by listUsers and userInfo
+	SessionID string // the session of the request's token; filled by sessionUser
 }
 
 // book is a stored book with its owner's username.
@@ -122,7 +123,7 @@ func sqliteDSN(dsn string, readOnly bool) string {
 func openStore(ctx context.Context, dsn string) (*store, error) {
 	w, err := sql.Open("sqlite", sqliteDSN(dsn, false))
 	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
@@ -130,7 +131,7 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 	w.SetConnMaxIdleTime(0)
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
@@ -139,12 +140,12 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 	}
 	if err := migrate(ctx, w, sub); err != nil {
 		w.Close()
-		return nil, err
+		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
 	r, err := sql.Open("sqlite", sqliteDSN(dsn, true))
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
 	n := 2 * runtime.NumCPU()
 	r.SetMaxOpenConns(n)
@@ -174,12 +175,11 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 	}
 	var steps []step
 	for i, name := range names {
-		num, _, ok := strings.Cut(path.Base(name), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v != i+1 {
-			return fmt.Errorf("migrate: %s: want a name starting %04d_", name, i+1)
+		want := fmt.Sprintf("%04d_", i+1)
+		if !strings.HasPrefix(path.Base(name), want) {
+			return fmt.Errorf("migrate: %s: want a name starting %s", name, want)
 		}
-		steps = append(steps, step{v, name})
+		steps = append(steps, step{i + 1, name})
 	}
 	var current int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
@@ -222,6 +222,11 @@ func classify(err error) error {
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return errNotFound
+	}
+	// A store closed under a request (a shutdown that ran out of time) is
+	// unavailable, not broken; database/sql does not export this error.
+	if errors.Is(err, sql.ErrConnDone) || err.Error() == "sql: database is closed" {
+		return fmt.Errorf("%w: %v", errUnavailable, err)
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
@@ -353,6 +358,7 @@ func (st *store) sessionUser(ctx context.Context, sid, publicID string, now time
 	if err != nil {
 		return user{}, fmt.Errorf("session user: %w", classify(err))
 	}
+	u.SessionID = sid
 	return u, nil
 }
 
@@ -625,4 +631,157 @@ func (st *store) deleteBook(ctx context.Context, id int64, actor user) error {
 		return fmt.Errorf("delete book: %w", err)
 	}
 	return nil
+}
+
+// endSession ends one login session; its refresh tokens go with it.
+func (st *store) endSession(ctx context.Context, sid string) error {
+	return st.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, sid)
+		return err
+	})
+}
+
+// endUserSessions ends every session of a user.
+func (st *store) endUserSessions(ctx context.Context, userID int64) error {
+	return st.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
+		return err
+	})
+}
+
+// changePassword stores a new hash and ends every session of the user, in
+// one transaction.
+func (st *store) changePassword(ctx context.Context, userID int64, hash string) error {
+	return st.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
+		return err
+	})
+}
+
+// refreshInSession reports whether the refresh token with this hash is the
+// live (unspent, unexpired) one of session sid.
+func (st *store) refreshInSession(ctx context.Context, hash []byte, sid string, now time.Time) (bool, error) {
+	var n int
+	err := st.r.QueryRowContext(ctx,
+		`SELECT COUNT(*) FROM refresh_tokens WHERE hash = ? AND session_id = ? AND used_at IS NULL AND expires_at > ?`,
+		hash, sid, unix(now)).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("refresh in session: %w", classify(err))
+	}
+	return n > 0, nil
+}
+
+// rotateRefresh spends the refresh token with hash oldHash and stores newHash
+// as its successor in the same session, whose lifetime restarts at now. It
+// returns the session's user. An unknown or expired token is errNotFound. A
+// token spent before ends its whole session (the reuse means it was stolen)
+// and is errReused; that ending is committed.
+func (st *store) rotateRefresh(ctx context.Context, oldHash, newHash []byte, now time.Time, ttl time.Duration) (user, error) {
+	var u user
+	reused := false
+	err := st.tx(ctx, func(tx *sql.Tx) error {
+		var sid string
+		var expires int64
+		var used sql.NullInt64
+		err := tx.QueryRowContext(ctx,
+			`SELECT session_id, expires_at, used_at FROM refresh_tokens WHERE hash = ?`, oldHash).
+			Scan(&sid, &expires, &used)
+		if err != nil {
+			return err
+		}
+		if used.Valid {
+			reused = true
+			_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, sid)
+			return err
+		}
+		if expires <= unix(now) {
+			return errNotFound
+		}
+		exp := unix(now.Add(ttl))
+		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ?`, unix(now), oldHash); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO refresh_tokens (hash, session_id, expires_at) VALUES (?, ?, ?)`, newHash, sid, exp); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET expires_at = ? WHERE id = ?`, exp, sid); err != nil {
+			return err
+		}
+		u, err = scanUser(tx.QueryRowContext(ctx,
+			`SELECT `+userColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, sid))
+		u.SessionID = sid
+		return err
+	})
+	if err != nil {
+		return user{}, fmt.Errorf("rotate refresh token: %w", err)
+	}
+	if reused {
+		return user{}, fmt.Errorf("rotate refresh token: %w", errReused)
+	}
+	return u, nil
+}
+
+// loginRetryAt reports when a login for usernameKey from address may be tried
+// again: the zero time if now, else the moment enough failures in the window
+// have aged out. usernameKey "" checks the address only.
+func (st *store) loginRetryAt(ctx context.Context, usernameKey, address string, now time.Time, window time.Duration, maxUser, maxAddr int) (time.Time, error) {
+	since := unix(now.Add(-window))
+	// The max-th newest failure in the window is the one that must age out.
+	nth := func(column, value string, limit int) (int64, error) {
+		var at int64
+		err := st.r.QueryRowContext(ctx,
+			`SELECT at FROM login_failures WHERE `+column+` = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?`,
+			value, since, limit-1).Scan(&at)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, nil
+		}
+		return at, classify(err)
+	}
+	var retry int64
+	if usernameKey != "" {
+		at, err := nth("username_key", usernameKey, maxUser)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("login throttle: %w", err)
+		}
+		retry = at
+	}
+	at, err := nth("address", address, maxAddr)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("login throttle: %w", err)
+	}
+	retry = max(retry, at)
+	if retry == 0 {
+		return time.Time{}, nil
+	}
+	return fromUnix(retry).Add(window), nil
+}
+
+// recordLoginFailure notes a failed login (usernameKey "" when no username
+// was given) and prunes failures that have left the window.
+func (st *store) recordLoginFailure(ctx context.Context, usernameKey, address string, now time.Time, window time.Duration) error {
+	err := st.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE at <= ?`, unix(now.Add(-window))); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO login_failures (username_key, address, at) VALUES (?, ?, ?)`,
+			nullable(usernameKey), address, unix(now))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record login failure: %w", err)
+	}
+	return nil
+}
+
+// clearLoginFailures forgets a username's failures after a successful login.
+func (st *store) clearLoginFailures(ctx context.Context, usernameKey string) error {
+	return st.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE username_key = ?`, usernameKey)
+		return err
+	})
 }
