@@ -144,6 +144,7 @@ func (s *server) signup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	noteUser(r, u.PublicID)
 	writeJSON(w, http.StatusCreated, struct {
 		Message  string `json:"message"`
 		PublicID string `json:"public_id"`
@@ -186,7 +187,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	key := strings.ToLower(req.Username)
+	key := foldKey(req.Username)
 	if err := s.throttle(ctx, key, addr, now); err != nil {
 		return err
 	}
@@ -197,6 +198,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	noteUser(r, u.PublicID)
 	if err := s.db.clearLoginFailures(ctx, key); err != nil {
 		s.log.Warn("clear login failures", "request_id", requestID(r), "err", err)
 	}
@@ -419,11 +421,12 @@ var errWrongPassword = &apiError{status: http.StatusForbidden, code: "invalid_cr
 
 // refreshRequest is the body of POST /refresh.
 type refreshRequest struct {
-	RefreshToken string `json:"refresh_token"`
+	RefreshToken *string `json:"refresh_token"`
 }
 
+// valid requires the member; an empty token is merely an unknown one (401).
 func (q *refreshRequest) valid() error {
-	if q.RefreshToken == "" {
+	if q.RefreshToken == nil {
 		return badRequest("Member \"refresh_token\" is required.")
 	}
 	return nil
@@ -444,7 +447,7 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := s.now()
 	next, nextHash := newRefreshToken()
-	u, err := s.db.rotateRefresh(r.Context(), hashRefresh(req.RefreshToken), nextHash, now, s.cfg.refreshTTL)
+	u, err := s.db.rotateRefresh(r.Context(), hashRefresh(*req.RefreshToken), nextHash, now, s.cfg.refreshTTL)
 	if errors.Is(err, errReused) {
 		s.log.Warn("spent refresh token presented; session ended", "request_id", requestID(r))
 		return errInvalidRefresh
@@ -539,7 +542,7 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request, u user) 
 	}
 	ctx := r.Context()
 	addr := s.clientAddr(r)
-	key := strings.ToLower(u.Username)
+	key := foldKey(u.Username)
 	now := s.now()
 	if err := s.throttle(ctx, key, addr, now); err != nil {
 		return err

@@ -255,9 +255,9 @@ func (s *server) listBooks(w http.ResponseWriter, r *http.Request, _ user) error
 			return badRequest("Parameter \"after\" must be a book id (a whole number, 0 or more).")
 		}
 	}
-	f.Q = strings.ToLower(q.Get("q"))
-	f.Author = strings.ToLower(strings.TrimSpace(q.Get("author")))
-	f.Owner = strings.ToLower(strings.TrimSpace(q.Get("owner")))
+	f.Q = q.Get("q")
+	f.Author = strings.TrimSpace(q.Get("author"))
+	f.Owner = strings.TrimSpace(q.Get("owner"))
 	books, err := s.db.listBooks(r.Context(), f)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -68,9 +69,9 @@ type book struct {
 type bookFilter struct {
 	After  int64
 	Limit  int
-	Q      string // lower-cased substring of title or author
-	Author string // lower-cased exact author
-	Owner  string // lower-cased username
+	Q      string // substring of title or author, any letter case
+	Author string // exact author, any letter case
+	Owner  string // username, any letter case
 }
 
 // bookChange is a partial update; nil fields stay as they are, and ClearISBN
@@ -274,7 +275,7 @@ func (st *store) createUser(ctx context.Context, publicID, username, hash string
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO users (public_id, username, username_key, password_hash, admin, created_at)
 			 VALUES (?, ?, ?, ?, ?, ?)`,
-			publicID, username, strings.ToLower(username), hash, admin, unix(now))
+			publicID, username, foldKey(username), hash, admin, unix(now))
 		if err != nil {
 			return err
 		}
@@ -306,7 +307,7 @@ func (st *store) credentials(ctx context.Context, username string) (user, string
 	var hash string
 	row := st.r.QueryRowContext(ctx,
 		`SELECT `+userColumns+`, u.password_hash FROM users u WHERE u.username_key = ?`,
-		strings.ToLower(username))
+		foldKey(username))
 	u, err := scanUser(row, &hash)
 	if err != nil {
 		return user{}, "", fmt.Errorf("user by name: %w", classify(err))
@@ -436,7 +437,7 @@ func (st *store) setAdmin(ctx context.Context, publicID string, admin bool) (use
 // setAdminByName sets the admin flag of the user with this username (any case).
 func (st *store) setAdminByName(ctx context.Context, username string, admin bool) error {
 	return st.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE users SET admin = ? WHERE username_key = ?`, admin, strings.ToLower(username))
+		res, err := tx.ExecContext(ctx, `UPDATE users SET admin = ? WHERE username_key = ?`, admin, foldKey(username))
 		if err != nil {
 			return err
 		}
@@ -503,7 +504,7 @@ func (st *store) createBook(ctx context.Context, ownerID int64, title, author, i
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO books (title, title_key, author, author_key, isbn, owner_id, created_at, updated_at)
 			 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			title, strings.ToLower(title), author, strings.ToLower(author), nullable(isbn), ownerID, unix(now), unix(now))
+			title, foldKey(title), author, foldKey(author), nullable(isbn), ownerID, unix(now), unix(now))
 		if err != nil {
 			return err
 		}
@@ -520,6 +521,14 @@ func (st *store) createBook(ctx context.Context, ownerID int64, title, author, i
 	return b, nil
 }
 
+// foldKey is the form in which names and titles are compared and made
+// unique regardless of letter case: each rune's lower case of its upper case,
+// so that final and medial sigma, or K and the Kelvin sign, compare equal,
+// which plain lower-casing misses.
+func foldKey(s string) string {
+	return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, s)
+}
+
 // likePattern escapes s for a LIKE ... ESCAPE '\' substring match.
 func likePattern(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
@@ -533,16 +542,16 @@ func (st *store) listBooks(ctx context.Context, f bookFilter) ([]book, error) {
 	where.WriteString(`b.id > ?`)
 	if f.Q != "" {
 		where.WriteString(` AND (b.title_key LIKE ? ESCAPE '\' OR b.author_key LIKE ? ESCAPE '\')`)
-		p := likePattern(f.Q)
+		p := likePattern(foldKey(f.Q))
 		args = append(args, p, p)
 	}
 	if f.Author != "" {
 		where.WriteString(` AND b.author_key = ?`)
-		args = append(args, f.Author)
+		args = append(args, foldKey(f.Author))
 	}
 	if f.Owner != "" {
 		where.WriteString(` AND u.username_key = ?`)
-		args = append(args, f.Owner)
+		args = append(args, foldKey(f.Owner))
 	}
 	args = append(args, f.Limit)
 	rows, err := st.r.QueryContext(ctx,
@@ -590,11 +599,11 @@ func (st *store) updateBook(ctx context.Context, id int64, actor user, c bookCha
 		args := []any{unix(now)}
 		if c.Title != nil {
 			set = append(set, "title = ?", "title_key = ?")
-			args = append(args, *c.Title, strings.ToLower(*c.Title))
+			args = append(args, *c.Title, foldKey(*c.Title))
 		}
 		if c.Author != nil {
 			set = append(set, "author = ?", "author_key = ?")
-			args = append(args, *c.Author, strings.ToLower(*c.Author))
+			args = append(args, *c.Author, foldKey(*c.Author))
 		}
 		if c.ISBN != nil || c.ClearISBN {
 			set = append(set, "isbn = ?")

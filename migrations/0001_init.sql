@@ -1,6 +1,6 @@
 -- Users, their login sessions and refresh tokens, and books.
 -- Case-insensitive uniqueness lives in *_key columns computed by the
--- service (Unicode lower case), so the same schema works on any SQL database.
+-- service (a Unicode case fold), so the same schema works on any SQL database.
 
 CREATE TABLE users (
 	id            INTEGER PRIMARY KEY,
