@@ -123,6 +123,13 @@ func verify(token string, kr keyring, issuer string, now time.Time) (claims, err
 	if len(token) > maxTokenLen {
 		return claims{}, tokenErr("longer than %d bytes", maxTokenLen)
 	}
+	// base64 decoders skip CR and LF even in strict mode; one token must
+	// have one spelling.
+	for i := 0; i < len(token); i++ {
+		if !isTokenByte(token[i]) {
+			return claims{}, tokenErr("byte %d is outside base64url", i)
+		}
+	}
 	if strings.Count(token, ".") != 2 {
 		return claims{}, tokenErr("want three segments")
 	}
@@ -134,23 +141,24 @@ func verify(token string, kr keyring, issuer string, now time.Time) (claims, err
 	if err != nil {
 		return claims{}, tokenErr("header: %v", err)
 	}
-	var h struct {
-		Alg  *string         `json:"alg"`
-		Kid  *string         `json:"kid"`
-		Crit json.RawMessage `json:"crit"`
-	}
+	// Members are read by exact name: encoding/json alone would let "ALG"
+	// or "EXP" stand in for "alg" and "exp".
+	var h map[string]json.RawMessage
 	if err := json.Unmarshal(header, &h); err != nil {
 		return claims{}, tokenErr("header: %v", err)
 	}
-	if h.Alg == nil || *h.Alg != "HS256" {
+	var alg string
+	if json.Unmarshal(h["alg"], &alg) != nil || alg != "HS256" {
 		return claims{}, tokenErr("alg is not HS256")
 	}
-	if h.Crit != nil {
+	if _, ok := h["crit"]; ok {
 		return claims{}, tokenErr("crit header is not supported")
 	}
 	kid := ""
-	if h.Kid != nil {
-		kid = *h.Kid
+	if raw, ok := h["kid"]; ok {
+		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &kid) != nil {
+			return claims{}, tokenErr("kid is not a string")
+		}
 	}
 	k, ok := kr.lookup(kid)
 	if !ok {
@@ -172,26 +180,23 @@ func verify(token string, kr keyring, issuer string, now time.Time) (claims, err
 	if err != nil {
 		return claims{}, tokenErr("payload: %v", err)
 	}
-	var p struct {
-		Iss       *string         `json:"iss"`
-		Sub       string          `json:"sub"`
-		PublicID  string          `json:"public_id"`
-		SessionID string          `json:"sid"`
-		Jti       string          `json:"jti"`
-		Exp       json.RawMessage `json:"exp"`
-		Nbf       json.RawMessage `json:"nbf"`
-		Iat       json.RawMessage `json:"iat"`
-	}
+	var p map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &p); err != nil {
 		return claims{}, tokenErr("payload: %v", err)
 	}
-	if p.Iss == nil || *p.Iss != issuer {
+	var c claims
+	for name, dst := range map[string]*string{"iss": &c.Issuer, "sub": &c.Subject, "public_id": &c.PublicID, "sid": &c.SessionID, "jti": &c.ID} {
+		if raw, ok := p[name]; ok && (raw[0] != '"' || json.Unmarshal(raw, dst) != nil) {
+			return claims{}, tokenErr("%s is not a string", name)
+		}
+	}
+	if _, ok := p["iss"]; !ok || c.Issuer != issuer {
 		return claims{}, tokenErr("wrong issuer")
 	}
-	if p.Exp == nil {
+	if p["exp"] == nil {
 		return claims{}, tokenErr("exp missing")
 	}
-	exp, err := numericDate(p.Exp)
+	exp, err := numericDate(p["exp"])
 	if err != nil {
 		return claims{}, tokenErr("exp: %v", err)
 	}
@@ -199,9 +204,9 @@ func verify(token string, kr keyring, issuer string, now time.Time) (claims, err
 	if !now.Before(exp) {
 		return claims{}, tokenErr("expired")
 	}
-	c := claims{Issuer: *p.Iss, Subject: p.Sub, PublicID: p.PublicID, SessionID: p.SessionID, ID: p.Jti, ExpiresAt: exp.Unix()}
-	if p.Nbf != nil {
-		nbf, err := numericDate(p.Nbf)
+	c.ExpiresAt = exp.Unix()
+	if raw, ok := p["nbf"]; ok {
+		nbf, err := numericDate(raw)
 		if err != nil {
 			return claims{}, tokenErr("nbf: %v", err)
 		}
@@ -209,8 +214,8 @@ func verify(token string, kr keyring, issuer string, now time.Time) (claims, err
 			return claims{}, tokenErr("not yet valid")
 		}
 	}
-	if p.Iat != nil {
-		iat, err := numericDate(p.Iat)
+	if raw, ok := p["iat"]; ok {
+		iat, err := numericDate(raw)
 		if err != nil {
 			return claims{}, tokenErr("iat: %v", err)
 		}
@@ -220,6 +225,11 @@ func verify(token string, kr keyring, issuer string, now time.Time) (claims, err
 		c.IssuedAt = iat.Unix()
 	}
 	return c, nil
+}
+
+// isTokenByte reports whether c may appear in a compact JWS: base64url or '.'.
+func isTokenByte(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.'
 }
 
 // decodeSegment decodes a canonical base64url segment that must hold one JSON
