@@ -276,10 +276,13 @@ func (s *server) listBooks(w http.ResponseWriter, r *http.Request, _ user) error
 	return nil
 }
 
-// bookID reads the {id} path value; anything but a positive integer names no book.
+// bookID reads the {id} path value. Anything but a positive integer in its
+// canonical form names no book, so each book has exactly one URL ("01" and
+// "+1" are not book 1).
 func bookID(r *http.Request) (int64, error) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id < 1 {
+	v := r.PathValue("id")
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id < 1 || strconv.FormatInt(id, 10) != v {
 		return 0, errBookNotFound
 	}
 	return id, nil
