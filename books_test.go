@@ -711,6 +711,8 @@ func TestBooksGet(t *testing.T) {
 		{"huge", "99999999999999999999"},
 		{"max int64", "9223372036854775807"},
 		{"space", "%201"},
+		{"leading zero", "0" + strconv.FormatInt(f.dune.id, 10)},
+		{"plus sign", "%2B" + strconv.FormatInt(f.dune.id, 10)},
 	}
 	for _, tc := range missing {
 		t.Run("not found/"+tc.name, func(t *testing.T) {
