@@ -1489,6 +1489,30 @@ func TestAuthRouteFallback(t *testing.T) {
 	}
 }
 
+// TestAuthCleanPathRedirect checks that net/http's redirect to a cleaned
+// path keeps its status and Location but answers in JSON, like everything else.
+func TestAuthCleanPathRedirect(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, method := range []string{"GET", "POST"} {
+		req, _ := http.NewRequest(method, ts.URL+"//healthz", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s //healthz: %v", method, err)
+		}
+		var body map[string]string
+		derr := json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != "/healthz" {
+			t.Errorf("%s //healthz: status = %d, Location %q; want 307 to /healthz", method, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != authJSONType || derr != nil || body["location"] != "/healthz" {
+			t.Errorf("%s //healthz: Content-Type %q, body %v (err %v); want JSON naming /healthz", method, ct, body, derr)
+		}
+	}
+}
+
 // authWantTokenPair checks a login-shaped 201 answer (login or refresh) and
 // returns its access and refresh tokens.
 func authWantTokenPair(t *testing.T, what string, r *response) (access, refresh string) {

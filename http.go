@@ -353,15 +353,18 @@ func (s *server) commonHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// jsonFallback answers the mux's own 404 and 405 in JSON (keeping Allow).
-// The mux leaves r.Pattern empty exactly when no route matched.
+// jsonFallback answers the mux's own responses in JSON: its 404 and 405
+// (keeping Allow), which come with r.Pattern empty because no route matched,
+// and its path-cleaning redirects (keeping Location).
 func (s *server) jsonFallback(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Set before the mux runs, so http.Redirect writes no HTML body.
+		w.Header().Set("Content-Type", jsonContentType)
 		mux.ServeHTTP(&fallbackWriter{ResponseWriter: w, r: r, s: s}, r)
 	})
 }
 
-// fallbackWriter replaces the mux's plain-text 404 and 405 with JSON errors.
+// fallbackWriter replaces the mux's plain-text and empty answers with JSON.
 type fallbackWriter struct {
 	http.ResponseWriter
 	r        *http.Request
@@ -370,17 +373,21 @@ type fallbackWriter struct {
 }
 
 func (f *fallbackWriter) WriteHeader(code int) {
-	if f.r.Pattern == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
+	switch {
+	case f.r.Pattern == "" && code == http.StatusNotFound:
 		f.replaced = true
-		f.Header().Del("Content-Type")
-		if code == http.StatusNotFound {
-			f.s.serveError(f.ResponseWriter, f.r, errRouteNotFound)
-		} else {
-			f.s.serveError(f.ResponseWriter, f.r, errMethodNotAllowed)
-		}
-		return
+		f.s.serveError(f.ResponseWriter, f.r, errRouteNotFound)
+	case f.r.Pattern == "" && code == http.StatusMethodNotAllowed:
+		f.replaced = true
+		f.s.serveError(f.ResponseWriter, f.r, errMethodNotAllowed)
+	case code >= 300 && code < 400 && f.Header().Get("Location") != "":
+		// Only the mux redirects: to the cleaned form of a path such as //healthz.
+		f.replaced = true
+		loc := f.Header().Get("Location")
+		writeJSON(f.ResponseWriter, code, map[string]string{"message": "Moved to " + loc + ".", "location": loc})
+	default:
+		f.ResponseWriter.WriteHeader(code)
 	}
-	f.ResponseWriter.WriteHeader(code)
 }
 
 func (f *fallbackWriter) Write(b []byte) (int, error) {

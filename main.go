@@ -114,20 +114,26 @@ func buildVersion() string {
 // the command line beats its variable, which beats the built-in default.
 type flags struct {
 	*flag.FlagSet
-	env map[string]string // flag name -> environment variable
+	env    map[string]string // flag name -> environment variable
+	name   string            // the command, for the usage line
+	stdout io.Writer         // where -h prints the usage
 }
 
+// newFlags returns an empty flag set for the command name. Errors come back
+// as one line from parse; the usage is printed only when asked for with -h.
 func newFlags(name string, stdout io.Writer) *flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	f := &flags{FlagSet: fs, env: map[string]string{}}
-	fs.Usage = func() {
-		fmt.Fprintf(stdout, "Usage of bookapi %s:\n", name)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	return f
+	fs.Usage = func() {} // the flag package would print it on every error
+	return &flags{FlagSet: fs, env: map[string]string{}, name: name, stdout: stdout}
+}
+
+// usage prints every flag with its default.
+func (f *flags) usage() {
+	fmt.Fprintf(f.stdout, "Usage of bookapi %s:\n", f.name)
+	f.SetOutput(f.stdout)
+	f.PrintDefaults()
+	f.SetOutput(io.Discard)
 }
 
 // bind records the environment variable that sets flag name.
@@ -138,7 +144,7 @@ func (f *flags) bind(name, env string) { f.env[name] = env }
 func (f *flags) parse(args []string, getenv func(string) string) error {
 	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			f.Usage()
+			f.usage()
 		}
 		return err
 	}

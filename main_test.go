@@ -706,6 +706,9 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 			if strings.Contains(stderr.String(), "listening") {
 				t.Errorf("run(%s) logged listening; want no listener on a bad configuration:\n%s", strings.Join(args[1:], " "), stderr)
 			}
+			if out := stdout.String(); out != "" {
+				t.Errorf("run(%s) printed %q; want the one-line error only", strings.Join(args[1:], " "), out)
+			}
 			if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(tt.name, "db ") {
 				t.Errorf("run(%s) created %s (%v); want nothing opened on a bad configuration", strings.Join(args[1:], " "), db, err)
 			}
@@ -754,6 +757,9 @@ func TestRunHelpPrintsUsage(t *testing.T) {
 		if !strings.Contains(stdout.String(), flag) {
 			t.Errorf("run(-h): usage lacks %s:\n%s", flag, stdout)
 		}
+	}
+	if n := strings.Count(stdout.String(), "Usage of"); n != 1 {
+		t.Errorf("run(-h): usage printed %d times, want once", n)
 	}
 	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("run(-h) created the database (%v)", err)
