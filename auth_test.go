@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"runtime"
 	"slices"
@@ -2183,9 +2182,6 @@ func BenchmarkLoginFlood(b *testing.B) {
 	}
 	defer st.close()
 	s := newServer(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), newKeyring(cfg.secret), time.Now)
-	if os.Getenv("BOOKAPI_BENCH_NO_RESERVE") == "" { // as serve does; set the variable to measure without
-		defer runtime.GOMAXPROCS(s.reserveHashProcs())
-	}
 	srv := httptest.NewServer(s.routes())
 	defer srv.Close()
 	c := benchClient()

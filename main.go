@@ -328,7 +328,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("-addr: %w", err)
 	}
 	s := newServer(cfg, st, log, newKeyring(cfg.secret, cfg.previous...), time.Now)
-	s.reserveHashProcs()
 	go s.dummyHash() // ready before the first login for an unknown user
 	srv := &http.Server{
 		Handler:           s.routes(),

@@ -46,15 +46,6 @@ func newServer(cfg config, db *store, log *slog.Logger, keys keyring, now func()
 	return s
 }
 
-// reserveHashProcs gives each bcrypt slot a P of its own on top of those
-// the runtime already has, and returns the previous GOMAXPROCS. A hash then
-// never occupies a P that request handling needs; the kernel shares the
-// cores, and it lets a thread woken for a request preempt one that has been
-// hashing, where Go's scheduler would make the request wait up to 10 ms.
-func (s *server) reserveHashProcs() int {
-	return runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + cap(s.slots))
-}
-
 // routes lists every route, its wrapper and the middleware stack.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
