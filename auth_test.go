@@ -2207,7 +2207,7 @@ func BenchmarkLoginFlood(b *testing.B) {
 		post("/bookapi/books", fmt.Sprintf(`{"title":"Book %d","author":"Author"}`, i), "Authorization", "Bearer "+login.Token).Body.Close()
 	}
 
-	const samples = 400
+	const samples = 2000
 	var base, flood time.Duration
 	var logins, busy atomic.Int64
 	for b.Loop() {
