@@ -145,6 +145,12 @@ func (r *response) json(t *testing.T) map[string]any {
 // Content-Type is added for a body unless headers set one.
 func (ts *testServer) do(t *testing.T, method, path string, body any, headers ...string) *response {
 	t.Helper()
+	return sendRequest(t, ts.Client(), ts.URL, method, path, body, headers...)
+}
+
+// sendRequest is do for any client and base URL.
+func sendRequest(t *testing.T, client *http.Client, baseURL, method, path string, body any, headers ...string) *response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -159,7 +165,7 @@ func (ts *testServer) do(t *testing.T, method, path string, body any, headers ..
 		}
 		rd = bytes.NewReader(data)
 	}
-	req, err := http.NewRequest(method, ts.URL+path, rd)
+	req, err := http.NewRequest(method, baseURL+path, rd)
 	if err != nil {
 		t.Fatalf("new request: %v", err)
 	}
@@ -169,7 +175,7 @@ func (ts *testServer) do(t *testing.T, method, path string, body any, headers ..
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := ts.Client().Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -369,38 +375,7 @@ func (rs *runServer) stop(t *testing.T) {
 // for testServer.do.
 func (rs *runServer) do(t *testing.T, method, path string, body any, headers ...string) *response {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		data, err := json.Marshal(b)
-		if err != nil {
-			t.Fatalf("marshal request body: %v", err)
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, rs.url+path, rd)
-	if err != nil {
-		t.Fatalf("new request: %v", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := rs.client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: data}
+	return sendRequest(t, rs.client, rs.url, method, path, body, headers...)
 }
 
 // signupLogin signs a user up on a server started by run, logs them in and
