@@ -1,10 +1,12 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -46,39 +48,69 @@ func newServer(cfg config, db *store, log *slog.Logger, keys keyring, now func()
 	return s
 }
 
-// routes lists every route, its wrapper and the middleware stack.
+// route is one entry of the route table: a method-and-path pattern and its
+// handler, wrapped by requireToken or requireAdmin where it is protected.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// routeTable lists every route the API serves.
+func (s *server) routeTable() []route {
+	return []route{
+		// Seed routes.
+		{"POST /signup", s.handle(s.signup)},
+		{"POST /login", s.handle(s.login)},
+		{"POST /bookapi/addbook", s.requireToken(s.addBook)},
+
+		// Books.
+		{"GET /bookapi/books", s.requireToken(s.listBooks)},
+		{"POST /bookapi/books", s.requireToken(s.createBook)},
+		{"GET /bookapi/books/{id}", s.requireToken(s.getBook)},
+		{"PATCH /bookapi/books/{id}", s.requireToken(s.updateBook)},
+		{"DELETE /bookapi/books/{id}", s.requireToken(s.deleteBook)},
+
+		// Sessions and the caller's account.
+		{"POST /refresh", s.handle(s.refresh)},
+		{"POST /logout", s.requireToken(s.logout)},
+		{"POST /logout/all", s.requireToken(s.logoutAll)},
+		{"GET /me", s.requireToken(s.me)},
+		{"POST /me/password", s.requireToken(s.changePassword)},
+
+		// Administration.
+		{"GET /admin/users", s.requireAdmin(s.listUsers)},
+		{"PATCH /admin/users/{public_id}", s.requireAdmin(s.updateUser)},
+		{"DELETE /admin/users/{public_id}", s.requireAdmin(s.deleteUser)},
+
+		// Operations.
+		{"GET /healthz", s.handle(s.healthz)},
+		{"GET /readyz", s.handle(s.readyz)},
+		{"GET /openapi.json", s.handle(s.openAPI)},
+	}
+}
+
+// routes puts the route table on one mux behind the middleware stack.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
-
-	// Seed routes.
-	mux.Handle("POST /signup", s.handle(s.signup))
-	mux.Handle("POST /login", s.handle(s.login))
-	mux.Handle("POST /bookapi/addbook", s.requireToken(s.addBook))
-
-	// Books.
-	mux.Handle("GET /bookapi/books", s.requireToken(s.listBooks))
-	mux.Handle("POST /bookapi/books", s.requireToken(s.createBook))
-	mux.Handle("GET /bookapi/books/{id}", s.requireToken(s.getBook))
-	mux.Handle("PATCH /bookapi/books/{id}", s.requireToken(s.updateBook))
-	mux.Handle("DELETE /bookapi/books/{id}", s.requireToken(s.deleteBook))
-
-	// Sessions and the caller's account.
-	mux.Handle("POST /refresh", s.handle(s.refresh))
-	mux.Handle("POST /logout", s.requireToken(s.logout))
-	mux.Handle("POST /logout/all", s.requireToken(s.logoutAll))
-	mux.Handle("GET /me", s.requireToken(s.me))
-	mux.Handle("POST /me/password", s.requireToken(s.changePassword))
-
-	// Administration.
-	mux.Handle("GET /admin/users", s.requireAdmin(s.listUsers))
-	mux.Handle("PATCH /admin/users/{public_id}", s.requireAdmin(s.updateUser))
-	mux.Handle("DELETE /admin/users/{public_id}", s.requireAdmin(s.deleteUser))
-
-	// Operations.
-	mux.Handle("GET /healthz", s.handle(s.healthz))
-	mux.Handle("GET /readyz", s.handle(s.readyz))
-
+	for _, rt := range s.routeTable() {
+		mux.Handle(rt.pattern, rt.handler)
+	}
 	return s.logRequests(s.recoverPanics(s.commonHeaders(s.jsonFallback(mux))))
+}
+
+// openAPIDocument describes every route; a test keeps it and routeTable in step.
+//
+//go:embed openapi.json
+var openAPIDocument []byte
+
+// openAPI answers the OpenAPI 3.1 document.
+func (s *server) openAPI(w http.ResponseWriter, r *http.Request) error {
+	h := w.Header()
+	h.Set("Content-Type", jsonContentType)
+	h.Set("Content-Length", strconv.Itoa(len(openAPIDocument)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(openAPIDocument)
+	return nil
 }
 
 // healthz answers while the process runs.
