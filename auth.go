@@ -100,14 +100,20 @@ func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // withSlot runs fn on one of the bounded bcrypt slots, so a flood of logins
 // cannot starve the rest of the API of CPU.
 func (s *server) withSlot(ctx context.Context, fn func()) error {
-	t := time.NewTimer(s.slotWait)
-	defer t.Stop()
 	select {
 	case s.slots <- struct{}{}:
-	case <-t.C:
-		return errBusy
-	case <-ctx.Done():
-		return errBusy
+	default:
+		s.metrics.bcryptWaits.Add(1)
+		t := time.NewTimer(s.slotWait)
+		defer t.Stop()
+		select {
+		case s.slots <- struct{}{}:
+		case <-t.C:
+			s.metrics.bcryptRefusals.Add(1)
+			return errBusy
+		case <-ctx.Done():
+			return errBusy
+		}
 	}
 	defer func() { <-s.slots }()
 	fn()
@@ -207,6 +213,8 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.loginsOK.Add(1)
+	s.metrics.sessionsStarted.Add(1)
 	writeJSON(w, http.StatusCreated, resp)
 	return nil
 }
@@ -273,6 +281,7 @@ func (s *server) throttle(ctx context.Context, usernameKey, addr string, now tim
 		return nil
 	}
 	wait := int(math.Ceil(at.Sub(now).Seconds()))
+	s.metrics.loginsThrottled.Add(1)
 	return &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
 		msg: "Too many failed logins; try again later.", retryAfter: max(1, wait)}
 }
@@ -282,6 +291,7 @@ func (s *server) loginFailed(ctx context.Context, usernameKey, addr string, now 
 	if err := s.db.recordLoginFailure(ctx, usernameKey, addr, now, s.cfg.loginWindow); err != nil {
 		return err
 	}
+	s.metrics.loginsFailed.Add(1)
 	return errCouldNotVerify
 }
 
@@ -449,6 +459,7 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request) error {
 	next, nextHash := newRefreshToken()
 	u, err := s.db.rotateRefresh(r.Context(), hashRefresh(*req.RefreshToken), nextHash, now, s.cfg.refreshTTL)
 	if errors.Is(err, errReused) {
+		s.metrics.sessionsEnded.Add(1)
 		s.log.Warn("spent refresh token presented; session ended", "request_id", requestID(r))
 		return errInvalidRefresh
 	}
@@ -502,18 +513,22 @@ func (s *server) logout(w http.ResponseWriter, r *http.Request, u user) error {
 			}
 		}
 	}
-	if err := s.db.endSession(r.Context(), u.SessionID); err != nil {
+	n, err := s.db.endSession(r.Context(), u.SessionID)
+	if err != nil {
 		return err
 	}
+	s.metrics.sessionsEnded.Add(n)
 	writeJSON(w, http.StatusOK, map[string]string{"message": "logged out"})
 	return nil
 }
 
 // logoutAll ends every session of the caller.
 func (s *server) logoutAll(w http.ResponseWriter, r *http.Request, u user) error {
-	if err := s.db.endUserSessions(r.Context(), u.ID); err != nil {
+	n, err := s.db.endUserSessions(r.Context(), u.ID)
+	if err != nil {
 		return err
 	}
+	s.metrics.sessionsEnded.Add(n)
 	writeJSON(w, http.StatusOK, map[string]string{"message": "logged out everywhere"})
 	return nil
 }
@@ -560,9 +575,11 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request, u user) 
 	if err != nil {
 		return err
 	}
-	if err := s.db.changePassword(ctx, u.ID, hash); err != nil {
+	n, err := s.db.changePassword(ctx, u.ID, hash)
+	if err != nil {
 		return err
 	}
+	s.metrics.sessionsEnded.Add(n)
 	writeJSON(w, http.StatusOK, map[string]string{"message": "password changed"})
 	return nil
 }
@@ -636,13 +653,14 @@ func (s *server) updateUser(w http.ResponseWriter, r *http.Request, _ user) erro
 
 // deleteUser removes a user with their books and sessions.
 func (s *server) deleteUser(w http.ResponseWriter, r *http.Request, _ user) error {
-	err := s.db.deleteUser(r.Context(), r.PathValue("public_id"))
+	n, err := s.db.deleteUser(r.Context(), r.PathValue("public_id"))
 	if errors.Is(err, errNotFound) {
 		return errUserNotFound
 	}
 	if err != nil {
 		return err
 	}
+	s.metrics.sessionsEnded.Add(n)
 	writeJSON(w, http.StatusOK, map[string]string{"message": "User deleted"})
 	return nil
 }

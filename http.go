@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 )
@@ -92,10 +93,12 @@ func (s *server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &ae):
 	case errors.Is(err, errUnavailable):
+		s.metrics.dbUnavailable.Add(1)
 		s.log.Warn("database unavailable", "request_id", requestID(r), "err", err)
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "unavailable",
 			msg: "The database is unavailable; try again shortly.", retryAfter: 1}
 	default:
+		s.metrics.internalErrors.Add(1)
 		s.log.Error("internal error", "request_id", requestID(r), "err", err)
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal",
 			msg: "Internal server error."}
@@ -296,11 +299,13 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), recordKey, rec))
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
+		d := time.Since(start)
+		s.metrics.observe(r.Method, r.Pattern, sw.status, d)
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method),
 			slog.String("pattern", r.Pattern),
 			slog.Int("status", sw.status),
-			slog.Duration("duration", time.Since(start)),
+			slog.Duration("duration", d),
 			slog.Int("bytes", sw.bytes),
 			slog.String("request_id", rec.requestID),
 			slog.String("user", rec.user),
@@ -349,6 +354,46 @@ func (s *server) commonHeaders(next http.Handler) http.Handler {
 		// here carries one or the other, or is cheap to ask again.
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Request-ID", requestID(r))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// corsMethods and corsHeaders are what a preflight allows.
+const (
+	corsMethods = "GET, POST, PATCH, DELETE"
+	corsHeaders = "Authorization, Content-Type, X-Access-Token, X-Request-ID"
+	corsExpose  = "Link, Location, Retry-After, WWW-Authenticate, X-Request-ID"
+)
+
+// cors lets the configured origins call the API from a browser. Tokens travel
+// in headers, never cookies, so credentials are never allowed. With no
+// origins configured it adds nothing.
+func (s *server) cors(next http.Handler) http.Handler {
+	if len(s.cfg.corsOrigins) == 0 {
+		return next
+	}
+	any := slices.Contains(s.cfg.corsOrigins, "*")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		if origin == "" || !any && !slices.Contains(s.cfg.corsOrigins, origin) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if any {
+			h.Set("Access-Control-Allow-Origin", "*")
+		} else {
+			h.Set("Access-Control-Allow-Origin", origin)
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", corsMethods)
+			h.Set("Access-Control-Allow-Headers", corsHeaders)
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.Set("Access-Control-Expose-Headers", corsExpose)
 		next.ServeHTTP(w, r)
 	})
 }

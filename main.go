@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -71,6 +72,9 @@ type config struct {
 	loginMaxAddressFailures int           // failed logins per client address per window
 	loginWindow             time.Duration // the sliding throttling window
 	trustProxy              bool          // take the client address from X-Forwarded-For
+
+	corsOrigins []string // origins allowed by CORS; "*" for any
+	debugAddr   string   // listen address of expvar and pprof; "" for none
 }
 
 // run is the whole program with its surroundings passed in, so tests can
@@ -204,11 +208,20 @@ func parseServe(args []string, getenv func(string) string, stdout io.Writer) (co
 	f.bind("trust-proxy", "BOOKAPI_TRUST_PROXY")
 	f.IntVar(&cfg.hashSlots, "bcrypt-slots", 0, "concurrent bcrypt hashes; 0 means max(1, cores-1)")
 	f.bind("bcrypt-slots", "BOOKAPI_BCRYPT_SLOTS")
+	var cors string
+	f.StringVar(&cors, "cors-origins", "", "comma-separated origins allowed by CORS (* for any)")
+	f.bind("cors-origins", "BOOKAPI_CORS_ORIGINS")
+	f.StringVar(&cfg.debugAddr, "debug-addr", "", "listen address for expvar (/debug/vars) and pprof; off when empty")
+	f.bind("debug-addr", "BOOKAPI_DEBUG_ADDR")
 	if err := f.parse(args, getenv); err != nil {
 		return cfg, err
 	}
 	if f.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", f.Arg(0))
+	}
+	var err error
+	if cfg.corsOrigins, err = parseOrigins(cors); err != nil {
+		return cfg, fmt.Errorf("-cors-origins: %w", err)
 	}
 	if err := checkDB(cfg); err != nil {
 		return cfg, err
@@ -249,6 +262,26 @@ func parseServe(args []string, getenv func(string) string, stdout io.Writer) (co
 		}
 	}
 	return cfg, nil
+}
+
+// parseOrigins reads a comma-separated list of CORS origins: "*", or
+// scheme://host[:port] with no path.
+func parseOrigins(list string) ([]string, error) {
+	var origins []string
+	for o := range strings.SplitSeq(list, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		if o != "*" {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+				return nil, fmt.Errorf("%q is not * or an origin like https://example.com", o)
+			}
+		}
+		origins = append(origins, o)
+	}
+	return origins, nil
 }
 
 // newLogger builds the one logger, writing text or JSON to w.
@@ -341,8 +374,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "version", buildVersion())
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if cfg.debugAddr != "" {
+		dln, err := net.Listen("tcp", cfg.debugAddr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("-debug-addr: %w", err)
+		}
+		dsrv := &http.Server{Handler: s.debugRoutes(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: srv.ErrorLog}
+		defer dsrv.Close()
+		log.Info("debug listening", "addr", dln.Addr().String())
+		go func() { errc <- dsrv.Serve(dln) }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

@@ -15,12 +15,13 @@ import (
 
 // server holds what handlers need; run builds each piece once and passes it to newServer.
 type server struct {
-	cfg   config           // read-only after start
-	db    *store           // the database
-	log   *slog.Logger     // the one logger
-	keys  keyring          // signing key plus verify-only older keys
-	now   func() time.Time // time.Now in production, a fixed clock in tests
-	slots chan struct{}    // bounds concurrent bcrypt work
+	cfg     config           // read-only after start
+	db      *store           // the database
+	log     *slog.Logger     // the one logger
+	keys    keyring          // signing key plus verify-only older keys
+	now     func() time.Time // time.Now in production, a fixed clock in tests
+	slots   chan struct{}    // bounds concurrent bcrypt work
+	metrics *metrics         // counters for the debug listener
 
 	// slotWait is how long a request waits for a bcrypt slot before a 503.
 	slotWait time.Duration
@@ -36,7 +37,8 @@ func newServer(cfg config, db *store, log *slog.Logger, keys keyring, now func()
 	if n <= 0 {
 		n = max(1, runtime.NumCPU()-1)
 	}
-	s := &server{cfg: cfg, db: db, log: log, keys: keys, now: now, slots: make(chan struct{}, n), slotWait: 5 * time.Second}
+	s := &server{cfg: cfg, db: db, log: log, keys: keys, now: now, slots: make(chan struct{}, n), slotWait: 5 * time.Second,
+		metrics: newMetrics()}
 	cost := cfg.bcryptCost
 	s.dummyHash = sync.OnceValue(func() []byte {
 		h, err := bcrypt.GenerateFromPassword([]byte("bookapi dummy password"), cost)
@@ -95,7 +97,7 @@ func (s *server) routes() http.Handler {
 	for _, rt := range s.routeTable() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
-	return s.logRequests(s.recoverPanics(s.commonHeaders(s.jsonFallback(mux))))
+	return s.logRequests(s.recoverPanics(s.commonHeaders(s.cors(s.jsonFallback(mux)))))
 }
 
 // openAPIDocument describes every route; a test keeps it and routeTable in step.

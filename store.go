@@ -449,22 +449,26 @@ func (st *store) setAdminByName(ctx context.Context, username string, admin bool
 }
 
 // deleteUser removes a user; their books, sessions and refresh tokens go with
-// them (ON DELETE CASCADE), in the same transaction.
-func (st *store) deleteUser(ctx context.Context, publicID string) error {
+// them (ON DELETE CASCADE), in the same transaction. It returns how many
+// sessions ended.
+func (st *store) deleteUser(ctx context.Context, publicID string) (int64, error) {
+	var sessions int64
 	err := st.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE public_id = ?`, publicID)
+		err := tx.QueryRowContext(ctx,
+			`SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.public_id = ?`, publicID).Scan(&sessions)
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
+		n, err := execCount(ctx, tx, `DELETE FROM users WHERE public_id = ?`, publicID)
+		if err != nil || n == 0 {
 			return errors.Join(err, errNotFound)
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("delete user: %w", err)
+		return 0, fmt.Errorf("delete user: %w", err)
 	}
-	return nil
+	return sessions, nil
 }
 
 const bookColumns = `b.id, b.title, b.author, b.isbn, b.owner_id, u.username, b.created_at, b.updated_at`
@@ -642,32 +646,48 @@ func (st *store) deleteBook(ctx context.Context, id int64, actor user) error {
 	return nil
 }
 
-// endSession ends one login session; its refresh tokens go with it.
-func (st *store) endSession(ctx context.Context, sid string) error {
-	return st.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, sid)
+// endSession ends one login session; its refresh tokens go with it. It
+// returns how many sessions ended (0 or 1).
+func (st *store) endSession(ctx context.Context, sid string) (int64, error) {
+	var n int64
+	err := st.tx(ctx, func(tx *sql.Tx) (err error) {
+		n, err = execCount(ctx, tx, `DELETE FROM sessions WHERE id = ?`, sid)
 		return err
 	})
+	return n, err
 }
 
-// endUserSessions ends every session of a user.
-func (st *store) endUserSessions(ctx context.Context, userID int64) error {
-	return st.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
+// endUserSessions ends every session of a user and returns how many ended.
+func (st *store) endUserSessions(ctx context.Context, userID int64) (int64, error) {
+	var n int64
+	err := st.tx(ctx, func(tx *sql.Tx) (err error) {
+		n, err = execCount(ctx, tx, `DELETE FROM sessions WHERE user_id = ?`, userID)
 		return err
 	})
+	return n, err
 }
 
 // changePassword stores a new hash and ends every session of the user, in
-// one transaction.
-func (st *store) changePassword(ctx context.Context, userID int64, hash string) error {
-	return st.tx(ctx, func(tx *sql.Tx) error {
+// one transaction, returning how many sessions ended.
+func (st *store) changePassword(ctx context.Context, userID int64, hash string) (int64, error) {
+	var n int64
+	err := st.tx(ctx, func(tx *sql.Tx) (err error) {
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, userID)
+		n, err = execCount(ctx, tx, `DELETE FROM sessions WHERE user_id = ?`, userID)
 		return err
 	})
+	return n, err
+}
+
+// execCount runs a statement and returns the rows it affected.
+func execCount(ctx context.Context, tx *sql.Tx, query string, args ...any) (int64, error) {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // refreshInSession reports whether the refresh token with this hash is the

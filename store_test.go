@@ -452,8 +452,8 @@ func TestStoreDeleteUserCascades(t *testing.T) {
 		}
 	}
 
-	if err := st.deleteUser(ctx, alice.PublicID); err != nil {
-		t.Fatalf("deleteUser(alice): %v", err)
+	if n, err := st.deleteUser(ctx, alice.PublicID); err != nil || n != 2 {
+		t.Fatalf("deleteUser(alice) = %d sessions, %v; want 2 sessions ended", n, err)
 	}
 	for _, c := range []struct {
 		table, where string
@@ -472,7 +472,7 @@ func TestStoreDeleteUserCascades(t *testing.T) {
 			t.Errorf("after deleteUser(alice): %s where %s (%v): %d rows, want %d", c.table, c.where, c.arg, n, c.want)
 		}
 	}
-	if err := st.deleteUser(ctx, alice.PublicID); !errors.Is(err, errNotFound) {
+	if _, err := st.deleteUser(ctx, alice.PublicID); !errors.Is(err, errNotFound) {
 		t.Errorf("deleteUser(alice) again: err = %v, want errNotFound", err)
 	}
 }

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// corsServer starts a test server allowing the given origins.
+func corsServer(t *testing.T, origins ...string) *testServer {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.corsOrigins = origins
+	return newTestServerWith(t, cfg)
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	const app, evil = "https://app.example.com", "https://evil.example"
+	off := newTestServer(t)
+	list := corsServer(t, app, "http://localhost:3000")
+	star := corsServer(t, "*")
+
+	for _, tc := range []struct {
+		name      string
+		ts        *testServer
+		method    string
+		origin    string
+		preflight bool
+		status    int
+		allow     string // Access-Control-Allow-Origin, "" for none
+	}{
+		{"off by default", off, "GET", app, false, 200, ""},
+		{"off by default, preflight", off, "OPTIONS", app, true, 405, ""},
+		{"listed origin", list, "GET", app, false, 200, app},
+		{"second listed origin", list, "GET", "http://localhost:3000", false, 200, "http://localhost:3000"},
+		{"unlisted origin", list, "GET", evil, false, 200, ""},
+		{"origin differing in case", list, "GET", "https://APP.example.com", false, 200, ""},
+		{"no origin", list, "GET", "", false, 200, ""},
+		{"listed origin, preflight", list, "OPTIONS", app, true, 204, app},
+		{"unlisted origin, preflight", list, "OPTIONS", evil, true, 405, ""},
+		{"any origin", star, "GET", evil, false, 200, "*"},
+		{"any origin, preflight", star, "OPTIONS", evil, true, 204, "*"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			headers := []string{}
+			if tc.origin != "" {
+				headers = append(headers, "Origin", tc.origin)
+			}
+			if tc.preflight {
+				headers = append(headers, "Access-Control-Request-Method", "POST",
+					"Access-Control-Request-Headers", "authorization, content-type")
+			}
+			path := "/healthz"
+			if tc.preflight {
+				path = "/bookapi/books"
+			}
+			r := tc.ts.do(t, tc.method, path, nil, headers...)
+			what := tc.method + " " + path + " from " + tc.origin
+			if r.status != tc.status {
+				t.Errorf("%s: status = %d, want %d", what, r.status, tc.status)
+			}
+			if got := r.header.Get("Access-Control-Allow-Origin"); got != tc.allow {
+				t.Errorf("%s: Access-Control-Allow-Origin = %q, want %q", what, got, tc.allow)
+			}
+			if got := r.header.Get("Access-Control-Allow-Credentials"); got != "" {
+				t.Errorf("%s: Access-Control-Allow-Credentials = %q, want none", what, got)
+			}
+			if tc.ts != off && !strings.Contains(strings.Join(r.header.Values("Vary"), ","), "Origin") {
+				t.Errorf("%s: Vary = %q, want Origin", what, r.header.Values("Vary"))
+			}
+			if tc.allow == "" {
+				for name := range r.header {
+					if strings.HasPrefix(name, "Access-Control-") {
+						t.Errorf("%s: %s set for a refused origin", what, name)
+					}
+				}
+			}
+			if tc.preflight && tc.status == 204 {
+				methods := r.header.Get("Access-Control-Allow-Methods")
+				for _, m := range []string{"GET", "POST", "PATCH", "DELETE"} {
+					if !strings.Contains(methods, m) {
+						t.Errorf("%s: Access-Control-Allow-Methods = %q, want %s", what, methods, m)
+					}
+				}
+				allowed := strings.ToLower(r.header.Get("Access-Control-Allow-Headers"))
+				for _, h := range []string{"x-access-token", "authorization", "content-type"} {
+					if !strings.Contains(allowed, h) {
+						t.Errorf("%s: Access-Control-Allow-Headers = %q, want %s", what, allowed, h)
+					}
+				}
+				if len(r.body) != 0 {
+					t.Errorf("%s: 204 with a body %q", what, r.body)
+				}
+			}
+			if !tc.preflight && tc.allow != "" && !strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "Link") {
+				t.Errorf("%s: Access-Control-Expose-Headers = %q, want Link among them", what, r.header.Get("Access-Control-Expose-Headers"))
+			}
+		})
+	}
+}
+
+// TestCORSOriginsConfig checks -cors-origins parsing: origins and * pass,
+// anything else is refused naming the flag.
+func TestCORSOriginsConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{
+		{"", true},
+		{"*", true},
+		{"https://app.example.com", true},
+		{"https://app.example.com, http://localhost:3000", true},
+		{"https://app.example.com/", false},
+		{"https://app.example.com/path", false},
+		{"app.example.com", false},
+		{"ftp://app.example.com", false},
+		{"https://user@app.example.com", false},
+	} {
+		_, err := parseServe([]string{"-cors-origins", tc.value}, func(string) string { return "" }, &bytes.Buffer{})
+		if tc.ok && err != nil {
+			t.Errorf("parseServe(-cors-origins %q): %v, want ok", tc.value, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "-cors-origins")) {
+			t.Errorf("parseServe(-cors-origins %q): err = %v, want one naming -cors-origins", tc.value, err)
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"expvar"
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"time"
+)
+
+// latencyBuckets are the upper bounds of the request latency histogram.
+var latencyBuckets = [...]time.Duration{
+	time.Millisecond, 5 * time.Millisecond, 25 * time.Millisecond, 100 * time.Millisecond,
+	250 * time.Millisecond, time.Second, 5 * time.Second,
+}
+
+// metrics are one server's counters. They are kept per server, not in
+// expvar's global registry, so that any number of servers (as in tests) can
+// live in one process; the debug listener serves them beside expvar's own.
+type metrics struct {
+	vars *expvar.Map // everything below, by name
+
+	requests *expvar.Map // "METHOD /pattern 2xx" -> count
+	latency  *expvar.Map // "le_5ms" -> requests that took at most 5 ms; "count", "sum_us"
+
+	loginsOK        *expvar.Int // logins answered 201
+	loginsFailed    *expvar.Int // logins answered 401
+	loginsThrottled *expvar.Int // logins answered 429
+	bcryptWaits     *expvar.Int // hashes that found every slot busy and waited
+	bcryptRefusals  *expvar.Int // requests answered 503 after waiting for a slot too long
+	dbUnavailable   *expvar.Int // requests answered 503 because the database was busy, full or unreachable
+	internalErrors  *expvar.Int // requests answered 500
+	sessionsStarted *expvar.Int // logins that started a session
+	sessionsEnded   *expvar.Int // sessions ended by logout, password change, refresh reuse or user deletion
+}
+
+// newMetrics returns zeroed counters.
+func newMetrics() *metrics {
+	m := &metrics{vars: new(expvar.Map).Init()}
+	m.requests = new(expvar.Map).Init()
+	m.latency = new(expvar.Map).Init()
+	m.vars.Set("requests", m.requests)
+	m.vars.Set("latency", m.latency)
+	for name, v := range map[string]**expvar.Int{
+		"logins_ok": &m.loginsOK, "logins_failed": &m.loginsFailed, "logins_throttled": &m.loginsThrottled,
+		"bcrypt_waits": &m.bcryptWaits, "bcrypt_refusals": &m.bcryptRefusals,
+		"db_unavailable": &m.dbUnavailable, "internal_errors": &m.internalErrors,
+		"sessions_started": &m.sessionsStarted, "sessions_ended": &m.sessionsEnded,
+	} {
+		*v = new(expvar.Int)
+		m.vars.Set(name, *v)
+	}
+	return m
+}
+
+// observe counts one answered request.
+func (m *metrics) observe(method, pattern string, status int, d time.Duration) {
+	if pattern == "" {
+		pattern = "unmatched"
+	} else {
+		method = "" // the pattern names it
+	}
+	class := strconv.Itoa(status/100) + "xx"
+	if method != "" {
+		m.requests.Add(method+" "+pattern+" "+class, 1)
+	} else {
+		m.requests.Add(pattern+" "+class, 1)
+	}
+	for _, b := range latencyBuckets {
+		if d <= b {
+			m.latency.Add("le_"+b.String(), 1)
+		}
+	}
+	m.latency.Add("count", 1)
+	m.latency.Add("sum_us", d.Microseconds())
+}
+
+// serveVars answers expvar's JSON: its process-wide variables (cmdline,
+// memstats) and this server's under "bookapi".
+func (m *metrics) serveVars(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", jsonContentType)
+	fmt.Fprint(w, "{\n")
+	expvar.Do(func(kv expvar.KeyValue) {
+		fmt.Fprintf(w, "%q: %s,\n", kv.Key, kv.Value)
+	})
+	fmt.Fprintf(w, "%q: %s\n}\n", "bookapi", m.vars)
+}
+
+// debugRoutes is the debug listener's handler: expvar and pprof, never on
+// the API's own listener.
+func (s *server) debugRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/vars", s.metrics.serveVars)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
