@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -40,7 +41,22 @@ var (
 type store struct {
 	w *sql.DB
 	r *sql.DB
+
+	// Writes go to one goroutine that commits them in groups (see tx).
+	mu         sync.RWMutex // guards closed against sends on writes
+	closed     bool
+	writes     chan writeJob
+	writerDone chan struct{}
 }
+
+// writeJob is one transaction's work waiting for the writer.
+type writeJob struct {
+	fn   func(context.Context, *sql.Tx) error
+	done chan error // receives fn's result once its group is durable
+}
+
+// maxGroup bounds how many transactions share one commit.
+const maxGroup = 256
 
 // user is an account as the handlers see it; the password hash stays in the store.
 type user struct {
@@ -151,11 +167,20 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 	n := 2 * runtime.NumCPU()
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &store{w: w, r: r}, nil
+	st := &store{w: w, r: r, writes: make(chan writeJob, maxGroup), writerDone: make(chan struct{})}
+	go st.writer()
+	return st, nil
 }
 
 // close checkpoints the WAL into the main file and closes both pools.
 func (st *store) close() error {
+	st.mu.Lock()
+	if !st.closed {
+		st.closed = true
+		close(st.writes)
+	}
+	st.mu.Unlock()
+	<-st.writerDone // every queued write is committed or refused first
 	rerr := st.r.Close()
 	_, _ = st.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	return errors.Join(rerr, st.w.Close())
@@ -245,17 +270,98 @@ func classify(err error) error {
 	return err
 }
 
-// tx runs fn in one immediate write transaction, committing when fn returns nil.
-func (st *store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+// tx runs fn as one write transaction and returns when it is durable: fn's
+// changes are committed together (fn returned nil) or not at all.
+//
+// Concurrent calls are committed in groups: the writer goroutine takes every
+// job waiting, runs each in its own savepoint of one immediate transaction,
+// and commits once, so a burst of writes pays for one fsync instead of one
+// each. A job whose fn fails is rolled back to its savepoint without
+// touching the others; a failed commit fails the whole group. No caller is
+// answered before the commit that holds its changes has returned.
+//
+// fn gets a context that is never cancelled: interrupting a statement would
+// make SQLite roll back the whole shared transaction.
+func (st *store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	job := writeJob{fn: fn, done: make(chan error, 1)}
+	st.mu.RLock()
+	if st.closed {
+		st.mu.RUnlock()
+		return fmt.Errorf("%w: store closed", errUnavailable)
+	}
+	st.writes <- job
+	st.mu.RUnlock()
+	return <-job.done
+}
+
+// writer commits the queued jobs, a group at a time, until close.
+func (st *store) writer() {
+	defer close(st.writerDone)
+	group := make([]writeJob, 0, maxGroup)
+	for job := range st.writes {
+		group = append(group[:0], job)
+	more:
+		for len(group) < maxGroup {
+			select {
+			case j, ok := <-st.writes:
+				if !ok {
+					break more
+				}
+				group = append(group, j)
+			default:
+				break more
+			}
+		}
+		st.commitGroup(group)
+	}
+}
+
+// commitGroup runs a group of jobs in one transaction and answers each.
+func (st *store) commitGroup(group []writeJob) {
+	ctx := context.Background()
+	errs := make([]error, len(group))
+	answer := func(commitErr error) {
+		for i, j := range group {
+			if errs[i] == nil {
+				errs[i] = commitErr
+			}
+			j.done <- classify(errs[i])
+		}
+	}
 	tx, err := st.w.BeginTx(ctx, nil)
 	if err != nil {
-		return classify(err)
+		answer(err)
+		return
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return classify(err)
+	if len(group) == 1 { // no savepoint needed
+		if errs[0] = group[0].fn(ctx, tx); errs[0] != nil {
+			tx.Rollback()
+			answer(nil)
+			return
+		}
+		answer(tx.Commit())
+		return
 	}
-	return classify(tx.Commit())
+	for i, j := range group {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT job"); err != nil {
+			tx.Rollback()
+			answer(err)
+			return
+		}
+		if errs[i] = j.fn(ctx, tx); errs[i] != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO job"); err != nil {
+				tx.Rollback()
+				answer(err)
+				return
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE job"); err != nil {
+			tx.Rollback()
+			answer(err)
+			return
+		}
+	}
+	answer(tx.Commit())
 }
 
 // ping reports whether the database answers a read.
@@ -271,7 +377,7 @@ func fromUnix(s int64) time.Time { return time.Unix(s, 0).UTC() }
 // createUser stores a new account; a username taken in any letter case is errConflict.
 func (st *store) createUser(ctx context.Context, publicID, username, hash string, admin bool, now time.Time) (user, error) {
 	u := user{PublicID: publicID, Username: username, Admin: admin, CreatedAt: fromUnix(unix(now))}
-	err := st.tx(ctx, func(tx *sql.Tx) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO users (public_id, username, username_key, password_hash, admin, created_at)
 			 VALUES (?, ?, ?, ?, ?, ?)`,
@@ -317,7 +423,7 @@ func (st *store) credentials(ctx context.Context, username string) (user, string
 
 // setPasswordHash replaces a user's hash, as when a login upgrades its cost.
 func (st *store) setPasswordHash(ctx context.Context, userID int64, hash string) error {
-	return st.tx(ctx, func(tx *sql.Tx) error {
+	return st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID)
 		return err
 	})
@@ -326,7 +432,7 @@ func (st *store) setPasswordHash(ctx context.Context, userID int64, hash string)
 // createSession starts a login session for the user and stores the hash of
 // its first refresh token.
 func (st *store) createSession(ctx context.Context, sid string, userID int64, refreshHash []byte, now time.Time, ttl time.Duration) error {
-	err := st.tx(ctx, func(tx *sql.Tx) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		exp := unix(now.Add(ttl))
 		// Sessions past their refresh lifetime can never be used again.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND expires_at <= ?`, userID, unix(now)); err != nil {
@@ -417,7 +523,7 @@ func (st *store) listUsers(ctx context.Context, after string, limit int) ([]user
 // setAdmin sets a user's admin flag and returns the user as listed.
 func (st *store) setAdmin(ctx context.Context, publicID string, admin bool) (user, error) {
 	var u user
-	err := st.tx(ctx, func(tx *sql.Tx) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET admin = ? WHERE public_id = ?`, admin, publicID)
 		if err != nil {
 			return err
@@ -436,7 +542,7 @@ func (st *store) setAdmin(ctx context.Context, publicID string, admin bool) (use
 
 // setAdminByName sets the admin flag of the user with this username (any case).
 func (st *store) setAdminByName(ctx context.Context, username string, admin bool) error {
-	return st.tx(ctx, func(tx *sql.Tx) error {
+	return st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET admin = ? WHERE username_key = ?`, admin, foldKey(username))
 		if err != nil {
 			return err
@@ -453,7 +559,7 @@ func (st *store) setAdminByName(ctx context.Context, username string, admin bool
 // sessions ended.
 func (st *store) deleteUser(ctx context.Context, publicID string) (int64, error) {
 	var sessions int64
-	err := st.tx(ctx, func(tx *sql.Tx) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx,
 			`SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.public_id = ?`, publicID).Scan(&sessions)
 		if err != nil {
@@ -504,7 +610,7 @@ func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid:
 // is errConflict.
 func (st *store) createBook(ctx context.Context, ownerID int64, title, author, isbn string, now time.Time) (book, error) {
 	var b book
-	err := st.tx(ctx, func(tx *sql.Tx) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO books (title, title_key, author, author_key, isbn, owner_id, created_at, updated_at)
 			 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -595,7 +701,7 @@ func mayModify(ctx context.Context, q querier, id int64, actor user) error {
 // updateBook applies a change to a book the actor may modify and returns it.
 func (st *store) updateBook(ctx context.Context, id int64, actor user, c bookChange, now time.Time) (book, error) {
 	var b book
-	err := st.tx(ctx, func(tx *sql.Tx) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := mayModify(ctx, tx, id, actor); err != nil {
 			return err
 		}
@@ -633,7 +739,7 @@ func (st *store) updateBook(ctx context.Context, id int64, actor user, c bookCha
 
 // deleteBook removes a book the actor may modify.
 func (st *store) deleteBook(ctx context.Context, id int64, actor user) error {
-	err := st.tx(ctx, func(tx *sql.Tx) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := mayModify(ctx, tx, id, actor); err != nil {
 			return err
 		}
@@ -650,7 +756,7 @@ func (st *store) deleteBook(ctx context.Context, id int64, actor user) error {
 // returns how many sessions ended (0 or 1).
 func (st *store) endSession(ctx context.Context, sid string) (int64, error) {
 	var n int64
-	err := st.tx(ctx, func(tx *sql.Tx) (err error) {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
 		n, err = execCount(ctx, tx, `DELETE FROM sessions WHERE id = ?`, sid)
 		return err
 	})
@@ -660,7 +766,7 @@ func (st *store) endSession(ctx context.Context, sid string) (int64, error) {
 // endUserSessions ends every session of a user and returns how many ended.
 func (st *store) endUserSessions(ctx context.Context, userID int64) (int64, error) {
 	var n int64
-	err := st.tx(ctx, func(tx *sql.Tx) (err error) {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
 		n, err = execCount(ctx, tx, `DELETE FROM sessions WHERE user_id = ?`, userID)
 		return err
 	})
@@ -671,7 +777,7 @@ func (st *store) endUserSessions(ctx context.Context, userID int64) (int64, erro
 // one transaction, returning how many sessions ended.
 func (st *store) changePassword(ctx context.Context, userID int64, hash string) (int64, error) {
 	var n int64
-	err := st.tx(ctx, func(tx *sql.Tx) (err error) {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, userID); err != nil {
 			return err
 		}
@@ -711,7 +817,7 @@ func (st *store) refreshInSession(ctx context.Context, hash []byte, sid string, 
 func (st *store) rotateRefresh(ctx context.Context, oldHash, newHash []byte, now time.Time, ttl time.Duration) (user, error) {
 	var u user
 	reused := false
-	err := st.tx(ctx, func(tx *sql.Tx) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var sid string
 		var expires int64
 		var used sql.NullInt64
@@ -792,7 +898,7 @@ func (st *store) loginRetryAt(ctx context.Context, usernameKey, address string, 
 // recordLoginFailure notes a failed login (usernameKey "" when no username
 // was given) and prunes failures that have left the window.
 func (st *store) recordLoginFailure(ctx context.Context, usernameKey, address string, now time.Time, window time.Duration) error {
-	err := st.tx(ctx, func(tx *sql.Tx) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE at <= ?`, unix(now.Add(-window))); err != nil {
 			return err
 		}
@@ -809,7 +915,7 @@ func (st *store) recordLoginFailure(ctx context.Context, usernameKey, address st
 
 // clearLoginFailures forgets a username's failures after a successful login.
 func (st *store) clearLoginFailures(ctx context.Context, usernameKey string) error {
-	return st.tx(ctx, func(tx *sql.Tx) error {
+	return st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE username_key = ?`, usernameKey)
 		return err
 	})

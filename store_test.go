@@ -732,7 +732,7 @@ func TestClassifyRealErrors(t *testing.T) {
 		defer other.Close()
 		var busyErr error
 		// While the store holds the write lock, the second writer is refused at once.
-		err = st.tx(ctx, func(tx *sql.Tx) error {
+		err = st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			if _, err := tx.ExecContext(ctx, `UPDATE users SET admin = 0`); err != nil {
 				return err
 			}
