@@ -39,14 +39,57 @@ var (
 // single writer; queuing in Go is cheaper than SQLITE_BUSY retries) and a pool
 // of read-only connections on the same file.
 type store struct {
-	w *sql.DB
-	r *sql.DB
+	w    *sql.DB
+	r    *sql.DB
+	read *reader // r through prepared statements
 
 	// Writes go to one goroutine that commits them in groups (see tx).
 	mu         sync.RWMutex // guards closed against sends on writes
 	closed     bool
 	writes     chan writeJob
 	writerDone chan struct{}
+}
+
+// reader runs queries on the read pool through prepared statements, each
+// query text prepared once and reused (database/sql re-prepares it on each
+// connection as needed). The set of query texts is fixed by the code, so the
+// cache is bounded.
+type reader struct {
+	db    *sql.DB
+	stmts sync.Map // query text -> *sql.Stmt
+}
+
+func (rd *reader) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s, ok := rd.stmts.Load(query); ok {
+		return s.(*sql.Stmt), nil
+	}
+	s, err := rd.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := rd.stmts.LoadOrStore(query, s); loaded {
+		s.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return s, nil
+}
+
+// QueryRowContext is sql.DB's, through a prepared statement.
+func (rd *reader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	s, err := rd.stmt(ctx, query)
+	if err != nil {
+		return rd.db.QueryRowContext(ctx, query, args...) // reports the same error on Scan
+	}
+	return s.QueryRowContext(ctx, args...)
+}
+
+// QueryContext is sql.DB's, through a prepared statement.
+func (rd *reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	s, err := rd.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
 }
 
 // writeJob is one transaction's work waiting for the writer.
@@ -164,10 +207,11 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
-	n := 2 * runtime.NumCPU()
+	// Reads are CPU work on pages in memory: one connection per core.
+	n := runtime.NumCPU()
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	st := &store{w: w, r: r, writes: make(chan writeJob, maxGroup), writerDone: make(chan struct{})}
+	st := &store{w: w, r: r, read: &reader{db: r}, writes: make(chan writeJob, maxGroup), writerDone: make(chan struct{})}
 	go st.writer()
 	return st, nil
 }
@@ -367,7 +411,7 @@ func (st *store) commitGroup(group []writeJob) {
 // ping reports whether the database answers a read.
 func (st *store) ping(ctx context.Context) error {
 	var one int
-	return classify(st.r.QueryRowContext(ctx, "SELECT 1").Scan(&one))
+	return classify(st.read.QueryRowContext(ctx, "SELECT 1").Scan(&one))
 }
 
 func unix(t time.Time) int64 { return t.UTC().Unix() }
@@ -411,7 +455,7 @@ func scanUser(sc scanner, extra ...any) (user, error) {
 // stored password hash.
 func (st *store) credentials(ctx context.Context, username string) (user, string, error) {
 	var hash string
-	row := st.r.QueryRowContext(ctx,
+	row := st.read.QueryRowContext(ctx,
 		`SELECT `+userColumns+`, u.password_hash FROM users u WHERE u.username_key = ?`,
 		foldKey(username))
 	u, err := scanUser(row, &hash)
@@ -457,7 +501,7 @@ func (st *store) createSession(ctx context.Context, sid string, userID int64, re
 // sessionUser loads the user of a live session in one query: the session
 // must exist, be unexpired and belong to the user the token names.
 func (st *store) sessionUser(ctx context.Context, sid, publicID string, now time.Time) (user, error) {
-	row := st.r.QueryRowContext(ctx,
+	row := st.read.QueryRowContext(ctx,
 		`SELECT `+userColumns+` FROM sessions s JOIN users u ON u.id = s.user_id
 		 WHERE s.id = ? AND u.public_id = ? AND s.expires_at > ?`,
 		sid, publicID, unix(now))
@@ -494,12 +538,12 @@ func userInfo(ctx context.Context, q querier, publicID string) (user, error) {
 func (st *store) listUsers(ctx context.Context, after string, limit int) ([]user, error) {
 	var afterID int64
 	if after != "" {
-		err := st.r.QueryRowContext(ctx, `SELECT id FROM users WHERE public_id = ?`, after).Scan(&afterID)
+		err := st.read.QueryRowContext(ctx, `SELECT id FROM users WHERE public_id = ?`, after).Scan(&afterID)
 		if err != nil {
 			return nil, fmt.Errorf("list users: %w", classify(err))
 		}
 	}
-	rows, err := st.r.QueryContext(ctx, userInfoQuery+`WHERE u.id > ? ORDER BY u.id LIMIT ?`, afterID, limit)
+	rows, err := st.read.QueryContext(ctx, userInfoQuery+`WHERE u.id > ? ORDER BY u.id LIMIT ?`, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", classify(err))
 	}
@@ -600,7 +644,7 @@ func bookByID(ctx context.Context, q querier, id int64) (book, error) {
 
 // book returns one book by id.
 func (st *store) book(ctx context.Context, id int64) (book, error) {
-	return bookByID(ctx, st.r, id)
+	return bookByID(ctx, st.read, id)
 }
 
 // nullable maps "" to SQL NULL.
@@ -664,7 +708,7 @@ func (st *store) listBooks(ctx context.Context, f bookFilter) ([]book, error) {
 		args = append(args, foldKey(f.Owner))
 	}
 	args = append(args, f.Limit)
-	rows, err := st.r.QueryContext(ctx,
+	rows, err := st.read.QueryContext(ctx,
 		`SELECT `+bookColumns+` FROM books b JOIN users u ON u.id = b.owner_id
 		 WHERE `+where.String()+` ORDER BY b.id LIMIT ?`, args...)
 	if err != nil {
@@ -800,7 +844,7 @@ func execCount(ctx context.Context, tx *sql.Tx, query string, args ...any) (int6
 // live (unspent, unexpired) one of session sid.
 func (st *store) refreshInSession(ctx context.Context, hash []byte, sid string, now time.Time) (bool, error) {
 	var n int
-	err := st.r.QueryRowContext(ctx,
+	err := st.read.QueryRowContext(ctx,
 		`SELECT COUNT(*) FROM refresh_tokens WHERE hash = ? AND session_id = ? AND used_at IS NULL AND expires_at > ?`,
 		hash, sid, unix(now)).Scan(&n)
 	if err != nil {
@@ -868,7 +912,7 @@ func (st *store) loginRetryAt(ctx context.Context, usernameKey, address string, 
 	// The max-th newest failure in the window is the one that must age out.
 	nth := func(column, value string, limit int) (int64, error) {
 		var at int64
-		err := st.r.QueryRowContext(ctx,
+		err := st.read.QueryRowContext(ctx,
 			`SELECT at FROM login_failures WHERE `+column+` = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?`,
 			value, since, limit-1).Scan(&at)
 		if errors.Is(err, sql.ErrNoRows) {
