@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -845,5 +846,89 @@ func TestStoreListingQueriesUseIndexes(t *testing.T) {
 				t.Errorf("listing by %s: plan %q does not use index %s", tt.name, text, tt.index)
 			}
 		})
+	}
+}
+
+// TestGroupCommitIsolatesJobs runs many write transactions at once, so the
+// writer groups them, and checks that each job's changes are all there or
+// not at all: a job that fails after writing leaves no trace, and its
+// failure does not touch the jobs it shared a commit with.
+func TestGroupCommitIsolatesJobs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "alice", false)
+	storeBook(t, st, alice, "Taken", "a")
+	errBoom := errors.New("boom")
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+				title := fmt.Sprintf("Book %d", i)
+				if _, err := tx.ExecContext(ctx,
+					`INSERT INTO books (title, title_key, author, author_key, owner_id, created_at, updated_at) VALUES (?, ?, 'a', 'a', ?, 0, 0)`,
+					title, foldKey(title), alice.ID); err != nil {
+					return err
+				}
+				if i%3 == 0 { // wrote, then failed: must be rolled back
+					return errBoom
+				}
+				if i%7 == 0 { // a conflict inside the shared transaction
+					_, err := tx.ExecContext(ctx,
+						`INSERT INTO books (title, title_key, author, author_key, owner_id, created_at, updated_at) VALUES ('x', ?, 'a', 'a', ?, 0, 0)`,
+						foldKey("Taken"), alice.ID)
+					return err
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	want := 0
+	for i, err := range errs {
+		title := fmt.Sprintf("Book %d", i)
+		var rows int
+		if qerr := st.r.QueryRow(`SELECT COUNT(*) FROM books WHERE title = ?`, title).Scan(&rows); qerr != nil {
+			t.Fatal(qerr)
+		}
+		switch {
+		case i%3 == 0:
+			if !errors.Is(err, errBoom) || rows != 0 {
+				t.Errorf("job %d failed after writing: err = %v, rows = %d; want errBoom and 0 rows", i, err, rows)
+			}
+		case i%7 == 0:
+			if !errors.Is(err, errConflict) || rows != 0 {
+				t.Errorf("job %d hit a conflict: err = %v, rows = %d; want errConflict and 0 rows", i, err, rows)
+			}
+		default:
+			want++
+			if err != nil || rows != 1 {
+				t.Errorf("job %d: err = %v, rows = %d; want nil and 1 row", i, err, rows)
+			}
+		}
+	}
+	var total int
+	st.r.QueryRow(`SELECT COUNT(*) FROM books`).Scan(&total)
+	if total != want+1 {
+		t.Errorf("books = %d, want %d", total, want+1)
+	}
+}
+
+// TestTxAfterClose checks that a write after close is refused as
+// unavailable rather than hanging or panicking.
+func TestTxAfterClose(t *testing.T) {
+	t.Parallel()
+	st, err := openStore(context.Background(), filepath.Join(t.TempDir(), "closed.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	err = st.tx(context.Background(), func(context.Context, *sql.Tx) error { return nil })
+	if !errors.Is(err, errUnavailable) {
+		t.Errorf("tx after close: err = %v, want errUnavailable", err)
 	}
 }
