@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -33,6 +35,7 @@ var b64 = base64.RawURLEncoding.Strict()
 // tests, never shown to clients.
 var errToken = errors.New("invalid token")
 
+// tokenErr returns a verification failure wrapping errToken, with the reason.
 func tokenErr(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errToken}, a...)...)
 }
@@ -119,6 +122,13 @@ func sign(c claims, k key) (string, error) {
 // time, before any claim is read. The header must name HS256 and a known key;
 // the payload must carry a numeric exp after now, iss equal to issuer, and
 // nbf and iat (when present) no more than clockSkew in the future.
+//
+// Every request runs it, so a token sign produced costs one allocation, the
+// string its claims share (two if its payload is over 512 bytes): its header
+// is recognised by its bytes, the HMAC and the decoded payload live on the
+// stack, and flatClaims reads the payload in place. Any other token takes the
+// general path, which allocates freely but is exactly as strict.
+// TestVerifyAllocs holds it to at most 3.
 func verify(token string, kr keyring, issuer string, now time.Time) (claims, error) {
 	if len(token) > maxTokenLen {
 		return claims{}, tokenErr("longer than %d bytes", maxTokenLen)
@@ -137,66 +147,384 @@ func verify(token string, kr keyring, issuer string, now time.Time) (claims, err
 	second := strings.LastIndexByte(token, '.')
 	headerSeg, payloadSeg, sigSeg := token[:first], token[first+1:second], token[second+1:]
 
-	header, err := decodeSegment(headerSeg)
+	kid, err := headerKid(headerSeg, kr)
 	if err != nil {
-		return claims{}, tokenErr("header: %v", err)
-	}
-	// Members are read by exact name: encoding/json alone would let "ALG"
-	// or "EXP" stand in for "alg" and "exp".
-	var h map[string]json.RawMessage
-	if err := json.Unmarshal(header, &h); err != nil {
-		return claims{}, tokenErr("header: %v", err)
-	}
-	var alg string
-	if json.Unmarshal(h["alg"], &alg) != nil || alg != "HS256" {
-		return claims{}, tokenErr("alg is not HS256")
-	}
-	if _, ok := h["crit"]; ok {
-		return claims{}, tokenErr("crit header is not supported")
-	}
-	kid := ""
-	if raw, ok := h["kid"]; ok {
-		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &kid) != nil {
-			return claims{}, tokenErr("kid is not a string")
-		}
+		return claims{}, err
 	}
 	k, ok := kr.lookup(kid)
 	if !ok {
 		return claims{}, tokenErr("unknown kid")
 	}
 
-	sig := make([]byte, 0, sha256.Size)
-	sig, err = b64.AppendDecode(sig, []byte(sigSeg))
-	if err != nil {
+	// Only the one canonical 43-character spelling of 32 bytes can match,
+	// and Decode needs room for what it writes.
+	var sig [sha256.Size]byte
+	if len(sigSeg) != b64.EncodedLen(len(sig)) {
+		return claims{}, tokenErr("signature: want %d characters", b64.EncodedLen(len(sig)))
+	}
+	if _, err := b64.Decode(sig[:], []byte(sigSeg)); err != nil {
 		return claims{}, tokenErr("signature: %v", err)
 	}
-	mac := hmac.New(sha256.New, k.secret)
-	mac.Write([]byte(token[:second]))
-	if !hmac.Equal(sig, mac.Sum(nil)) {
+	mac := hmacSHA256(k.secret, token[:second])
+	if !hmac.Equal(sig[:], mac[:]) {
 		return claims{}, tokenErr("bad signature")
 	}
 
-	payload, err := decodeSegment(payloadSeg)
+	// One buffer holds the decoded payload and, after it, the decoded string
+	// claims, which never outgrow the payload they come from. Tokens of
+	// ordinary size fit the stack array; larger ones cost one allocation.
+	var stack [1024]byte
+	buf := stack[:]
+	if need := 2 * b64.DecodedLen(len(payloadSeg)); need > len(buf) {
+		buf = make([]byte, need)
+	}
+	n, err := b64.Decode(buf[:len(buf)/2], []byte(payloadSeg))
 	if err != nil {
 		return claims{}, tokenErr("payload: %v", err)
 	}
-	var p map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return claims{}, tokenErr("payload: %v", err)
-	}
-	var c claims
-	for name, dst := range map[string]*string{"iss": &c.Issuer, "sub": &c.Subject, "public_id": &c.PublicID, "sid": &c.SessionID, "jti": &c.ID} {
-		if raw, ok := p[name]; ok && (raw[0] != '"' || json.Unmarshal(raw, dst) != nil) {
-			return claims{}, tokenErr("%s is not a string", name)
+	payload, strs := buf[:n], buf[n:n]
+	raw, ok := flatClaims(payload)
+	if !ok {
+		// A copy, so that the general path's JSON decoding, which keeps
+		// what it is given, does not move the stack buffer to the heap.
+		if raw, err = parseClaims(bytes.Clone(payload)); err != nil {
+			return claims{}, tokenErr("payload: %v", err)
 		}
 	}
-	if _, ok := p["iss"]; !ok || c.Issuer != issuer {
+	return readClaims(raw, strs, issuer, now)
+}
+
+// headerKid checks the header segment and returns the key id it names.
+func headerKid(seg string, kr keyring) (string, error) {
+	// sign writes one exact header per key, {"alg":"HS256","typ":"JWT",
+	// "kid":<id>}, which passes every check below; seeing those bytes again
+	// is proof enough, and spares decoding them on every request.
+	for _, k := range kr.verify {
+		if k.header != "" && seg == k.header {
+			return k.id, nil
+		}
+	}
+	header, err := decodeSegment(seg)
+	if err != nil {
+		return "", tokenErr("header: %v", err)
+	}
+	// Members are read by exact name: encoding/json alone would let "ALG"
+	// or "EXP" stand in for "alg" and "exp".
+	var h map[string]json.RawMessage
+	if err := json.Unmarshal(header, &h); err != nil {
+		return "", tokenErr("header: %v", err)
+	}
+	var alg string
+	if json.Unmarshal(h["alg"], &alg) != nil || alg != "HS256" {
+		return "", tokenErr("alg is not HS256")
+	}
+	if _, ok := h["crit"]; ok {
+		return "", tokenErr("crit header is not supported")
+	}
+	kid := ""
+	if raw, ok := h["kid"]; ok {
+		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &kid) != nil {
+			return "", tokenErr("kid is not a string")
+		}
+	}
+	return kid, nil
+}
+
+// hmacSHA256 returns HMAC-SHA256 (RFC 2104) of msg under secret. crypto/hmac
+// keeps its state on the heap, eight allocations per token; here both digests
+// stay on the stack, because the compiler sees through sha256.New to its
+// concrete type (TestVerifyAllocs notices if it ever stops). sign keeps using
+// crypto/hmac, so every test that verifies a signed token checks this
+// function against it, as TestHMACSHA256 does directly.
+func hmacSHA256(secret []byte, msg string) [sha256.Size]byte {
+	// K0: the secret, hashed if longer than a block, zero-padded to a block.
+	var pad [sha256.BlockSize]byte
+	if len(secret) > len(pad) {
+		sum := sha256.Sum256(secret)
+		copy(pad[:], sum[:])
+	} else {
+		copy(pad[:], secret)
+	}
+	for i := range pad {
+		pad[i] ^= 0x36 // ipad
+	}
+	inner := sha256.New()
+	inner.Write(pad[:])
+	// Copied through a small array in pieces: []byte(msg) would copy the
+	// whole token to the heap.
+	var chunk [256]byte
+	for len(msg) > 0 {
+		n := copy(chunk[:], msg)
+		inner.Write(chunk[:n])
+		msg = msg[n:]
+	}
+	var sum [sha256.Size]byte
+	inner.Sum(sum[:0])
+	for i := range pad {
+		pad[i] ^= 0x36 ^ 0x5c // ipad off, opad on
+	}
+	outer := sha256.New()
+	outer.Write(pad[:])
+	outer.Write(sum[:])
+	outer.Sum(sum[:0])
+	return sum
+}
+
+// The payload members verify reads, as indices into a rawClaims.
+const (
+	claimIss = iota
+	claimSub
+	claimPublicID
+	claimSID
+	claimJTI
+	claimExp
+	claimNbf
+	claimIat
+	numClaims
+)
+
+// claimNames are the member names of the claims verify reads, by index.
+var claimNames = [numClaims]string{"iss", "sub", "public_id", "sid", "jti", "exp", "nbf", "iat"}
+
+// rawClaims holds the JSON text of each payload member verify reads, exactly
+// as it appears in the payload, indexed by claimIss and its kin; nil means the
+// member is absent. It is an array, not a struct of pointers to fill, so that
+// escape analysis can keep a stack payload on the stack.
+type rawClaims [numClaims][]byte
+
+// claimIndex returns the index in a rawClaims of the member with this decoded
+// name, or -1 for a member verify does not read.
+func claimIndex(name []byte) int {
+	for i, n := range claimNames {
+		if string(name) == n {
+			return i
+		}
+	}
+	return -1
+}
+
+// maxFlatMembers is the most members flatClaims reads; sign writes seven.
+const maxFlatMembers = 16
+
+// flatClaims reads, without allocating, a payload of the shape sign writes:
+// one JSON object of at most maxFlatMembers members, each with a name of
+// printable ASCII and no escapes, and a string, number, true, false or null
+// value. It reports false for anything else, valid or not (nested values,
+// escaped names, a lone surrogate, a repeated member, bad JSON), and leaves
+// that payload to parseClaims. So whenever it says true, parseClaims would
+// have accepted the payload with the same members; it can make verify
+// faster, never more lenient. FuzzFlatClaims checks exactly that.
+func flatClaims(data []byte) (rawClaims, bool) {
+	var r rawClaims
+	if !utf8.Valid(data) {
+		return r, false
+	}
+	i := skipSpace(data, 0)
+	if i == len(data) || data[i] != '{' {
+		return r, false
+	}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return r, skipSpace(data, i+1) == len(data)
+	}
+	// Names without escapes are their own decoded form, so comparing bytes
+	// finds every repeat.
+	var names [maxFlatMembers][]byte
+	for n := 0; ; n++ {
+		if n == len(names) || i == len(data) || data[i] != '"' {
+			return r, false
+		}
+		end := i + 1
+		for end < len(data) && data[end] >= 0x20 && data[end] < 0x7f && data[end] != '"' && data[end] != '\\' {
+			end++
+		}
+		if end == len(data) || data[end] != '"' {
+			return r, false
+		}
+		name := data[i+1 : end]
+		for _, prev := range names[:n] {
+			if bytes.Equal(prev, name) {
+				return r, false
+			}
+		}
+		names[n] = name
+		i = skipSpace(data, end+1)
+		if i == len(data) || data[i] != ':' {
+			return r, false
+		}
+		i = skipSpace(data, i+1)
+		vend := scalarEnd(data, i)
+		if vend < 0 {
+			return r, false
+		}
+		if c := claimIndex(name); c >= 0 {
+			r[c] = data[i:vend]
+		}
+		i = skipSpace(data, vend)
+		if i == len(data) {
+			return r, false
+		}
+		switch data[i] {
+		case ',':
+			i = skipSpace(data, i+1)
+		case '}':
+			return r, skipSpace(data, i+1) == len(data)
+		default:
+			return r, false
+		}
+	}
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON whitespace.
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scalarEnd returns the index just past the JSON string, number, true, false
+// or null starting at data[i], or -1 if there is none. A string holding an
+// escaped UTF-16 surrogate counts as none: pairs are rare enough to leave to
+// the general path, and lone ones must be refused. The caller checks that a
+// delimiter follows, which is what rules out "01" or "truex".
+func scalarEnd(data []byte, i int) int {
+	if i == len(data) {
+		return -1
+	}
+	switch c := data[i]; {
+	case c == '"':
+		return stringEnd(data, i)
+	case c == '-' || '0' <= c && c <= '9':
+		return numberEnd(data, i)
+	}
+	for _, lit := range [...]string{"true", "false", "null"} {
+		if bytes.HasPrefix(data[i:], []byte(lit)) {
+			return i + len(lit)
+		}
+	}
+	return -1
+}
+
+// stringEnd returns the index just past the JSON string whose opening quote
+// is data[i], or -1 if it is malformed or escapes a UTF-16 surrogate. The
+// caller has checked that data is valid UTF-8.
+func stringEnd(data []byte, i int) int {
+	for i++; i < len(data); {
+		switch c := data[i]; {
+		case c == '"':
+			return i + 1
+		case c < 0x20:
+			return -1
+		case c != '\\':
+			i++
+		case i+1 == len(data):
+			return -1
+		case strings.IndexByte(`"\/bfnrt`, data[i+1]) >= 0:
+			i += 2
+		case data[i+1] == 'u':
+			r, ok := hex4(data, i+2)
+			if !ok || utf16.IsSurrogate(r) {
+				return -1
+			}
+			i += 6
+		default:
+			return -1
+		}
+	}
+	return -1
+}
+
+// numberEnd returns the index just past the JSON number starting at data[i],
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, or -1 if there is none.
+func numberEnd(data []byte, i int) int {
+	digits := func(i int) int { // index past a run of at least one digit, or -1
+		j := i
+		for j < len(data) && '0' <= data[j] && data[j] <= '9' {
+			j++
+		}
+		if j == i {
+			return -1
+		}
+		return j
+	}
+	if i < len(data) && data[i] == '-' {
+		i++
+	}
+	switch {
+	case i == len(data):
+		return -1
+	case data[i] == '0':
+		i++
+	default:
+		if i = digits(i); i < 0 {
+			return -1
+		}
+	}
+	if i < len(data) && data[i] == '.' {
+		if i = digits(i + 1); i < 0 {
+			return -1
+		}
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		i++
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		if i = digits(i); i < 0 {
+			return -1
+		}
+	}
+	return i
+}
+
+// parseClaims reads any payload: it must be one JSON object in valid UTF-8
+// with no member repeated at any depth (checkObject). Members are matched by
+// their decoded names, exactly, so "\u0065xp" is exp.
+func parseClaims(payload []byte) (rawClaims, error) {
+	var r rawClaims
+	if err := checkObject(payload); err != nil {
+		return r, err
+	}
+	var p map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return r, err
+	}
+	for name, raw := range p {
+		if c := claimIndex([]byte(name)); c >= 0 {
+			if len(raw) == 0 { // cannot happen, but present must not pass for absent
+				return rawClaims{}, fmt.Errorf("%s has no value", name)
+			}
+			r[c] = raw
+		}
+	}
+	return r, nil
+}
+
+// readClaims checks the members verify reads and returns the claims. The
+// string claims are decoded into buf, whose capacity should hold them all,
+// and become one string that they share: one allocation for all of them.
+func readClaims(r rawClaims, buf []byte, issuer string, now time.Time) (claims, error) {
+	// The string claims are decoded in this order, each ending at ends[i].
+	strClaims := [...]int{claimIss, claimSub, claimPublicID, claimSID, claimJTI}
+	var ends [len(strClaims)]int
+	for i, c := range strClaims {
+		if r[c] != nil {
+			var ok bool
+			if buf, ok = appendUnquoted(buf, r[c]); !ok {
+				return claims{}, tokenErr("%s is not a string", claimNames[c])
+			}
+		}
+		ends[i] = len(buf)
+	}
+	if r[claimIss] == nil || string(buf[:ends[0]]) != issuer {
 		return claims{}, tokenErr("wrong issuer")
 	}
-	if p["exp"] == nil {
+	if r[claimExp] == nil {
 		return claims{}, tokenErr("exp missing")
 	}
-	exp, err := numericDate(p["exp"])
+	exp, err := numericDate(r[claimExp])
 	if err != nil {
 		return claims{}, tokenErr("exp: %v", err)
 	}
@@ -204,9 +532,8 @@ func verify(token string, kr keyring, issuer string, now time.Time) (claims, err
 	if !now.Before(exp) {
 		return claims{}, tokenErr("expired")
 	}
-	c.ExpiresAt = exp.Unix()
-	if raw, ok := p["nbf"]; ok {
-		nbf, err := numericDate(raw)
+	if r[claimNbf] != nil {
+		nbf, err := numericDate(r[claimNbf])
 		if err != nil {
 			return claims{}, tokenErr("nbf: %v", err)
 		}
@@ -214,17 +541,94 @@ func verify(token string, kr keyring, issuer string, now time.Time) (claims, err
 			return claims{}, tokenErr("not yet valid")
 		}
 	}
-	if raw, ok := p["iat"]; ok {
-		iat, err := numericDate(raw)
+	var iat int64
+	if r[claimIat] != nil {
+		t, err := numericDate(r[claimIat])
 		if err != nil {
 			return claims{}, tokenErr("iat: %v", err)
 		}
-		if now.Add(clockSkew).Before(iat) {
+		if now.Add(clockSkew).Before(t) {
 			return claims{}, tokenErr("issued in the future")
 		}
-		c.IssuedAt = iat.Unix()
+		iat = t.Unix()
 	}
-	return c, nil
+	all := string(buf[ends[0]:])
+	at := func(i int) string { return all[ends[i-1]-ends[0] : ends[i]-ends[0]] }
+	return claims{
+		Issuer:    issuer, // equal to the decoded iss, and already a string
+		Subject:   at(1),
+		PublicID:  at(2),
+		SessionID: at(3),
+		IssuedAt:  iat,
+		ExpiresAt: exp.Unix(),
+		ID:        at(4),
+	}, nil
+}
+
+// appendUnquoted appends to dst the value of s, a JSON string literal with
+// its quotes, decoding escapes as encoding/json does. It reports false if s
+// is not a string or is malformed, including a lone UTF-16 surrogate, which
+// encoding/json would quietly turn into U+FFFD (checkObject refuses those
+// before this runs on the general path; flatClaims never passes one on).
+func appendUnquoted(dst, s []byte) ([]byte, bool) {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return dst, false
+	}
+	s = s[1 : len(s)-1]
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"' || c < 0x20:
+			return dst, false
+		case c != '\\':
+			// Copy the run up to the next escape in one go.
+			j := i + 1
+			for j < len(s) && s[j] != '\\' && s[j] != '"' && s[j] >= 0x20 {
+				j++
+			}
+			dst = append(dst, s[i:j]...)
+			i = j
+			continue
+		case i+1 == len(s):
+			return dst, false
+		}
+		switch e := s[i+1]; e {
+		case '"', '\\', '/':
+			dst = append(dst, e)
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := hex4(s, i+2)
+			if !ok {
+				return dst, false
+			}
+			if utf16.IsSurrogate(r) {
+				// Only a high surrogate escape followed by a low one is a rune.
+				if i+7 >= len(s) || s[i+6] != '\\' || s[i+7] != 'u' {
+					return dst, false
+				}
+				lo, ok := hex4(s, i+8)
+				if r = utf16.DecodeRune(r, lo); !ok || r == unicode.ReplacementChar {
+					return dst, false
+				}
+				i += 6
+			}
+			dst = utf8.AppendRune(dst, r)
+			i += 4
+		default:
+			return dst, false
+		}
+		i += 2
+	}
+	return dst, true
 }
 
 // isTokenByte reports whether c may appear in a compact JWS: base64url or '.'.
@@ -377,6 +781,8 @@ func checkEscapes(data []byte) error {
 	return nil
 }
 
+// hex4 returns the value of the four hex digits at data[at:], and false if
+// there are not four.
 func hex4(data []byte, at int) (rune, bool) {
 	if at+4 > len(data) {
 		return 0, false

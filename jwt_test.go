@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // jwtIssuer is the issuer every JWT test configures.
@@ -131,6 +132,15 @@ func jwtTokenOfLen(t *testing.T, kid string, n int) string {
 	return ""
 }
 
+// jwtFiller returns n distinct members, "m0":0 and on, that verify does not read.
+func jwtFiller(n int) []string {
+	members := make([]string, n)
+	for i := range members {
+		members[i] = fmt.Sprintf(`"m%d":%d`, i, i)
+	}
+	return members
+}
+
 // jwtWantRefused fails the test unless verify refused token with an error
 // wrapping errToken and returned zero claims.
 func jwtWantRefused(t *testing.T, name, token string, kr keyring, issuer string, now time.Time) {
@@ -207,6 +217,15 @@ func TestVerifyRFC7515A1(t *testing.T) {
 	t.Run("keyring without an empty kid", func(t *testing.T) {
 		t.Parallel()
 		jwtWantRefused(t, "RFC 7515 A.1 with newKeyring", rfcA1Token, newKeyring(rawKey), "joe", time.Unix(rfcA1Exp-1, 0))
+	})
+	t.Run("empty header for a key without one", func(t *testing.T) {
+		t.Parallel()
+		// This key has no pre-encoded header, and an empty segment must not pass for it.
+		_, p, _ := jwtSplit(t, rfcA1Token)
+		mac := hmac.New(sha256.New, rawKey)
+		mac.Write([]byte("." + p))
+		tok := "." + p + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+		jwtWantRefused(t, "RFC 7515 A.1 payload with an empty header", tok, kr, "joe", time.Unix(rfcA1Exp-1, 0))
 	})
 	t.Run("HMAC over the received bytes", func(t *testing.T) {
 		t.Parallel()
@@ -523,6 +542,109 @@ func TestVerifyRefusesForgedTokens(t *testing.T) {
 		{"iss with a trailing space", claim(`"iss":"bookapi "`, exp)},
 		{"iss not a string", claim(`"iss":["bookapi"]`, exp)},
 
+		// header recognised by its bytes
+		{"header of the previous key, byte for byte, signed with the current secret", jwtSignInput(kr.verify[1].header+"."+vp, jwtSecret)},
+		{"header of the current key, byte for byte, signed with the previous secret", jwtSignInput(kr.current.header+"."+vp, jwtOldSecret)},
+		{"header of an unconfigured key, byte for byte", jwtSignInput(newKey([]byte(jwtOtherSecret)).header+"."+vp, jwtOtherSecret)},
+		{"header of the current key with one more character", jwtSignInput(kr.current.header+"A."+vp, jwtSecret)},
+		{"header of the current key less its last character", jwtSignInput(kr.current.header[:len(kr.current.header)-1]+"."+vp, jwtSecret)},
+
+		// payload members and structure, as the allocation-free reader sees them
+		{"payload iss given twice, once escaped", claim(`"iss":"evil"`, `"\u0069ss":"bookapi"`, exp)},
+		{"payload iss given twice, escaped first", claim(`"\u0069ss":"bookapi"`, `"iss":"evil"`, exp)},
+		{"payload iss by an escaped name, wrong", claim(`"\u0069ss":"evil"`, exp)},
+		{"payload exp by an escaped name, expired", claim(iss, fmt.Sprintf(`"\u0065xp":%d`, jwtNow.Unix()-1))},
+		{"payload unknown member given twice", claim(iss, exp, `"x":1`, `"x":1`)},
+		{"payload sid given twice, same value", claim(iss, exp, `"sid":"s1"`, `"sid":"s1"`)},
+		{"payload member given twice, 16 members", claim(append(jwtFiller(13), iss, exp, iss)...)},
+		{"payload member given twice after 16 others", claim(append(jwtFiller(16), iss, exp, iss)...)},
+		{"payload non-ASCII member given twice, once escaped", claim(iss, exp, `"é":1`, `"\u00e9":2`)},
+		{"payload nested member given twice, once escaped", claim(iss, exp, `"x":{"a":1,"\u0061":2}`)},
+		{"payload nested object given twice", claim(iss, exp, `"x":{}`, `"x":{}`)},
+		{"payload trailing comma", claim(iss, exp+",")},
+		{"payload leading comma", jwtForge(hdr, "{,"+iss+","+exp+"}", jwtSecret)},
+		{"payload missing comma", jwtForge(hdr, "{"+iss+" "+exp+"}", jwtSecret)},
+		{"payload missing colon", claim(`"iss" "bookapi"`, exp)},
+		{"payload double colon", claim(`"iss"::"bookapi"`, exp)},
+		{"payload missing closing brace", jwtForge(hdr, "{"+iss+","+exp, jwtSecret)},
+		{"payload empty object", jwtForge(hdr, "{}", jwtSecret)},
+		{"payload unquoted member name", claim(`iss:"bookapi"`, exp)},
+		{"payload single-quoted member name", claim(`'iss':"bookapi"`, exp)},
+		{"payload member name with a raw tab", claim(iss, exp, "\"a\tb\":1")},
+		{"payload member name unterminated", claim(iss, exp, `"x`)},
+		{"payload form feed as whitespace", jwtForge(hdr, "{\f"+iss+","+exp+"}", jwtSecret)},
+		{"payload vertical tab as whitespace", jwtForge(hdr, "{"+iss+",\v"+exp+"}", jwtSecret)},
+		{"payload no-break space as whitespace", jwtForge(hdr, "{"+iss+",\u00a0"+exp+"}", jwtSecret)},
+		{"payload byte order mark first", jwtForge(hdr, "\ufeff"+jwtObject(iss, exp), jwtSecret)},
+		{"payload NUL after the object", jwtForge(hdr, jwtObject(iss, exp)+"\x00", jwtSecret)},
+		{"payload two objects", jwtForge(hdr, jwtObject(iss, exp)+" "+jwtObject(iss, exp), jwtSecret)},
+
+		// payload strings
+		{"sub with a raw tab", claim(iss, exp, "\"sub\":\"a\tb\"")},
+		{"sub with a raw newline", claim(iss, exp, "\"sub\":\"a\nb\"")},
+		{"sub with a raw NUL", claim(iss, exp, "\"sub\":\"a\x00b\"")},
+		{`sub with a \x escape`, claim(iss, exp, `"sub":"\x41"`)},
+		{`sub with a \' escape`, claim(iss, exp, `"sub":"\'"`)},
+		{`sub with a \U escape`, claim(iss, exp, `"sub":"\U0041"`)},
+		{`sub with a short \u escape`, claim(iss, exp, `"sub":"\u41"`)},
+		{`sub with a non-hex \u escape`, claim(iss, exp, `"sub":"\uZZZZ"`)},
+		{`sub with a signed \u escape`, claim(iss, exp, `"sub":"\u+041"`)},
+		{"sub unterminated", claim(iss, exp, `"sub":"u1`)},
+		{"sub ending in a backslash", claim(iss, exp, `"sub":"u1\"`)},
+		{"sub high surrogate twice", claim(iss, exp, `"sub":"\ud83d\ud83d"`)},
+		{"sub surrogates reversed", claim(iss, exp, `"sub":"\ude00\ud83d"`)},
+		{"sub high surrogate then a letter escape", claim(iss, exp, `"sub":"\ud83d\u0041"`)},
+		{"sub high surrogate then a letter", claim(iss, exp, `"sub":"\ud83dx"`)},
+		{"sub high surrogate at the end", claim(iss, exp, `"sub":"x\ud83d"`)},
+		{"sub surrogates in CESU-8", claim(iss, exp, "\"sub\":\"\xed\xa0\xbd\xed\xb8\x80\"")},
+		{"jti lone surrogate", claim(iss, exp, `"jti":"\udfff"`)},
+		{"unknown member with a lone surrogate", claim(iss, exp, `"x":"\ud800"`)},
+		{"unknown member with a lone low surrogate", claim(iss, exp, `"x":"a\udc00"`)},
+		{`unknown member with a \q escape`, claim(iss, exp, `"x":"\q"`)},
+		{"unknown member with a raw control character", claim(iss, exp, "\"x\":\"\x1f\"")},
+		{"unknown member with invalid UTF-8", claim(iss, exp, "\"x\":\"\xc3\"")},
+		{"unknown member unterminated string", claim(iss, exp, `"x":"abc`)},
+		{"unknown member number with a leading zero", claim(iss, exp, `"x":007`)},
+		{"unknown member number with an empty fraction", claim(iss, exp, `"x":1.e5`)},
+		{"sid not a string", claim(iss, exp, `"sid":["s1"]`)},
+		{"public_id null", claim(iss, exp, `"public_id":null`)},
+		{`iss with a trailing \u0000`, claim(`"iss":"bookapi\u0000"`, exp)},
+		{"iss escaped in another case", claim(`"iss":"\u0042ookapi"`, exp)},
+		{"iss as a number", claim(`"iss":1`, exp)},
+
+		// payload literals
+		{"unknown member truex", claim(iss, exp, `"x":truex`)},
+		{"unknown member nul", claim(iss, exp, `"x":nul`)},
+		{"unknown member tru", claim(iss, exp, `"x":tru`)},
+		{"unknown member fals", claim(iss, exp, `"x":fals`)},
+		{"unknown member True", claim(iss, exp, `"x":True`)},
+		{"unknown member undefined", claim(iss, exp, `"x":undefined`)},
+		{"unknown member without a value", claim(iss, exp, `"x":`)},
+		{"unknown member two values", claim(iss, exp, `"x":1 2`)},
+
+		// payload numbers
+		{"exp with a leading zero", claim(iss, fmt.Sprintf(`"exp":0%d`, jwtNow.Unix()+900))},
+		{"exp with a plus sign", claim(iss, fmt.Sprintf(`"exp":+%d`, jwtNow.Unix()+900))},
+		{"exp with a trailing dot", claim(iss, fmt.Sprintf(`"exp":%d.`, jwtNow.Unix()+900))},
+		{"exp with a leading dot", claim(iss, `"exp":.5e10`)},
+		{"exp with an empty exponent", claim(iss, `"exp":1.8e`)},
+		{"exp with a signed empty exponent", claim(iss, `"exp":1.8e+`)},
+		{"exp with a letter after it", claim(iss, fmt.Sprintf(`"exp":%dx`, jwtNow.Unix()+900))},
+		{"exp with underscores", claim(iss, `"exp":1_800_000_000`)},
+		{"exp with two minus signs", claim(iss, `"exp":--1`)},
+		{"exp minus sign only", claim(iss, `"exp":-`)},
+		{"exp hexadecimal float", claim(iss, `"exp":0x1p31`)},
+		{"exp Inf", claim(iss, `"exp":Inf`)},
+		{"exp huge exponent", claim(iss, `"exp":1e999999999999`)},
+		{"exp underflows to zero", claim(iss, `"exp":1e-400`)},
+		{"exp 1e3", claim(iss, `"exp":1e3`)},
+		{"exp 1E9", claim(iss, `"exp":1E9`)},
+		{"exp negative zero", claim(iss, `"exp":-0`)},
+		{"exp negative fraction", claim(iss, `"exp":-0.5`)},
+		{"nbf far ahead in exponent form", claim(iss, exp, `"nbf":1.9e9`)},
+		{"iat negative fraction", claim(iss, exp, `"iat":-0.5`)},
+		{"iat with a leading zero", claim(iss, exp, `"iat":00`)},
+
 		// size
 		{"token of 8 KiB + 1", jwtTokenOfLen(t, kid, maxTokenLen+1)},
 		{"token of 1 MiB", jwtForge(hdr, jwtObject(iss, exp, `"pad":"`+strings.Repeat("x", 1<<20)+`"`), jwtSecret)},
@@ -564,6 +686,28 @@ func TestVerifyAcceptsEdges(t *testing.T) {
 		{"whitespace in the JSON", jwtForge(" {\r\n"+hdr[1:], "{ \t"+iss+" ,\n "+exp+"}\n", jwtSecret)},
 		{"jku header is ignored", jwtForge(jwtObject(`"alg":"HS256"`, `"kid":"`+kid+`"`, `"jku":"https://attacker.example/keys"`), jwtObject(iss, exp), jwtSecret)},
 		{"previous key", jwtForge(jwtObject(`"alg":"HS256"`, `"kid":"`+kr.verify[1].id+`"`), jwtObject(iss, exp), jwtOldSecret)},
+		{"exp given by an escaped name", claim(iss, fmt.Sprintf(`"\u0065xp":%d`, jwtNow.Unix()+900))},
+		{"iss given by an escaped name", claim(`"\u0069ss":"bookapi"`, exp)},
+		{"iss with escapes", claim(`"iss":"book\u0061p\u0069"`, exp)},
+		{"iss with an escaped solidus", claim(`"iss":"bookapi"`, exp, `"x":"a\/b"`)},
+		{"exp with a capital exponent", claim(iss, `"exp":1.8E9`)},
+		{"exp with a signed exponent", claim(iss, `"exp":1.8e+9`)},
+		{"exp with a negative exponent", claim(iss, `"exp":180000000000e-2`)},
+		{"exp with a fraction and an exponent", claim(iss, `"exp":18.0e8`)},
+		{"iat negative zero", claim(iss, exp, `"iat":-0`)},
+		{"iat zero with a fraction", claim(iss, exp, `"iat":0.0`)},
+		{"nbf zero", claim(iss, exp, `"nbf":0`)},
+		{"every escape in a string", claim(iss, exp, `"sub":"\"\\\/\b\f\n\r\t\u0000\u001f\u0041\u00e9\u20AC\ufffd\ud83d\ude00"`)},
+		{"raw DEL and non-ASCII in a string", claim(iss, exp, "\"sub\":\"\x7f é 日本 😀\"")},
+		{"whitespace around every token", jwtForge(hdr, " \t\r\n{ \"iss\" :\t\"bookapi\" ,\n\"exp\"\r: "+strings.TrimPrefix(exp, `"exp":`)+" \n} \t\r\n", jwtSecret)},
+		{"unknown members of every scalar type", claim(iss, exp, `"a":true`, `"b":false`, `"c":null`, `"d":-1.5e-3`, `"e":""`, `"f":0`)},
+		{"nested unknown claim", claim(iss, exp, `"x":{"a":[1,{"b":null}],"c":{},"d":[]}`)},
+		{"same name at different depths", claim(iss, exp, `"x":{"iss":1,"x":{"x":2}}`)},
+		{"non-ASCII member name", claim(iss, exp, `"é":1`)},
+		{"escaped member name of an unknown claim", claim(iss, exp, `"\u0078":1`)},
+		{"16 members", claim(append(jwtFiller(14), iss, exp)...)},
+		{"17 members", claim(append(jwtFiller(15), iss, exp)...)},
+		{"header of the previous key, byte for byte", jwtSignInput(kr.verify[1].header+"."+jwtB64(jwtObject(iss, exp)), jwtOldSecret)},
 		{"token of exactly 8 KiB", jwtTokenOfLen(t, kid, maxTokenLen)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -669,4 +813,184 @@ func BenchmarkSign(b *testing.B) {
 			b.Fatalf("sign: %v", err)
 		}
 	}
+}
+
+// TestVerifyAllocs pins the cost of verifying a token sign produced, which
+// every authenticated request pays: at most 3 allocations, whatever its size.
+// It is not parallel because AllocsPerRun counts every goroutine's allocations.
+func TestVerifyAllocs(t *testing.T) {
+	kr := newKeyring([]byte(jwtSecret), []byte(jwtOldSecret))
+	id := "0b9f6c1e-3f7a-4a43-9d55-8a1d1f2b7c10"
+	now := jwtNow.Unix()
+	typical := claims{Issuer: jwtIssuer, Subject: id, PublicID: id, SessionID: "Yx3n0rB1q8yD2cVw6k5Zs4JfHt7LmP9a", IssuedAt: now, ExpiresAt: now + 900, ID: id}
+	big := strings.Repeat("é<x>", 100) // a token of about 4 KiB, too big for the stack buffer
+	for _, tc := range []struct {
+		name string
+		k    key
+		c    claims
+	}{
+		{"typical", kr.current, typical},
+		{"previous key", kr.verify[1], typical},
+		{"empty strings", kr.current, claims{Issuer: jwtIssuer, ExpiresAt: now + 1}},
+		{"JSON and HTML specials", kr.current, claims{
+			Issuer: jwtIssuer, Subject: `"quoted" \back\slash <script>&amp;`, PublicID: "\u2028\u2029\t\n\x00\x7f\ufffd",
+			SessionID: "é ß 日本 😀", IssuedAt: now - 3600, ExpiresAt: now + 60, ID: "jti/+=.",
+		}},
+		{"token of 4 KiB", kr.current, claims{Issuer: jwtIssuer, Subject: big, PublicID: big, SessionID: "s", IssuedAt: now, ExpiresAt: now + 900, ID: "j"}},
+	} {
+		tok, err := sign(tc.c, tc.k)
+		if err != nil {
+			t.Fatalf("sign(%s): %v", tc.name, err)
+		}
+		if len(tok) > maxTokenLen {
+			t.Fatalf("sign(%s): token of %d bytes, want at most %d", tc.name, len(tok), maxTokenLen)
+		}
+		var got claims
+		var verr error
+		allocs := testing.AllocsPerRun(100, func() { got, verr = verify(tok, kr, jwtIssuer, jwtNow) })
+		if verr != nil || got != tc.c {
+			t.Fatalf("verify(sign(%s)) = %+v, %v; want %+v", tc.name, got, verr, tc.c)
+		}
+		t.Logf("verify(sign(%s)): %d-byte token, %v allocations", tc.name, len(tok), allocs)
+		if allocs > 3 {
+			t.Errorf("verify(sign(%s)): %v allocations, want at most 3", tc.name, allocs)
+		}
+	}
+}
+
+// TestHMACSHA256 checks verify's allocation-free HMAC against crypto/hmac for
+// keys shorter than, as long as and longer than a block, and messages across
+// block boundaries.
+func TestHMACSHA256(t *testing.T) {
+	t.Parallel()
+	msg := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz.-_", 30)
+	for _, keyLen := range []int{0, 1, 31, 32, 55, 63, 64, 65, 100, 128, 129, 200} {
+		secret := []byte(strings.Repeat("k", keyLen))
+		for _, msgLen := range []int{0, 1, 55, 56, 63, 64, 65, 119, 120, 255, 256, 257, 511, 512, 513, len(msg)} {
+			mac := hmac.New(sha256.New, secret)
+			mac.Write([]byte(msg[:msgLen]))
+			if got := hmacSHA256(secret, msg[:msgLen]); !bytes.Equal(got[:], mac.Sum(nil)) {
+				t.Errorf("hmacSHA256(%d-byte key, %d-byte message) = %x, want %x", keyLen, msgLen, got, mac.Sum(nil))
+			}
+		}
+	}
+}
+
+// TestHeaderKidGeneralPath checks that the header each key signs with, which
+// verify recognises by its bytes, also passes the general header checks and
+// names that key, so the shortcut accepts nothing the full check would refuse.
+func TestHeaderKidGeneralPath(t *testing.T) {
+	t.Parallel()
+	for _, secret := range []string{jwtSecret, jwtOldSecret, jwtOtherSecret, strings.Repeat("k", 200)} {
+		k := newKey([]byte(secret))
+		// An empty keyring has no headers to recognise, so the header is decoded.
+		kid, err := headerKid(k.header, keyring{})
+		if err != nil || kid != k.id {
+			t.Errorf("headerKid(header of key %q) = %q, %v; want %q, nil", k.id, kid, err, k.id)
+		}
+		if got, err := headerKid(k.header, newKeyring([]byte(secret))); err != nil || got != k.id {
+			t.Errorf("headerKid(header of key %q, its keyring) = %q, %v; want %q, nil", k.id, got, err, k.id)
+		}
+	}
+}
+
+// TestVerifyClaimsMatchJSON checks that the claims verify returns are what
+// encoding/json decodes from the same payload, on the allocation-free path
+// and on the general one.
+func TestVerifyClaimsMatchJSON(t *testing.T) {
+	t.Parallel()
+	kr := newKeyring([]byte(jwtSecret))
+	hdr := jwtObject(`"alg":"HS256"`, `"typ":"JWT"`, `"kid":"`+kr.current.id+`"`)
+	iss := `"iss":"bookapi"`
+	exp := jwtAt("exp", 900)
+	iat := jwtAt("iat", -5)
+	for _, tc := range []struct {
+		name    string
+		payload string
+	}{
+		{"plain", jwtObject(iss, `"sub":"u1"`, `"public_id":"u1"`, `"sid":"s1"`, iat, exp, `"jti":"j1"`)},
+		{"every escape", jwtObject(iss, `"sub":"\"\\\/\b\f\n\r\t\u0000\u001f\u0041\u00e9\u20AC\ufffd"`, `"public_id":"a\u003cb\u003e\u0026"`, `"sid":"\u2028\u2029"`, exp, `"jti":"\\\\"`)},
+		{"surrogate pair", jwtObject(iss, `"sub":"\ud83d\ude00 \uD83D\uDE00"`, exp)},
+		{"raw UTF-8", jwtObject(iss, "\"sub\":\"é ß 日本 😀 \x7f\"", `"sid":""`, exp)},
+		{"escaped names", jwtObject(`"\u0069ss":"bookapi"`, `"\u0073ub":"u2"`, `"public\u005fid":"u2"`, `"si\u0064":"s2"`, `"\u006a\u0074\u0069":"j2"`, exp)},
+		{"escaped issuer", jwtObject(`"iss":"\u0062ookapi"`, `"sub":"u3"`, exp)},
+		{"nested", jwtObject(iss, `"sub":"u4"`, `"x":{"sub":"other","y":[{"jti":1}]}`, `"jti":"j4"`, exp)},
+		{"many members", jwtObject(append(jwtFiller(20), iss, `"sid":"s5"`, exp, iat)...)},
+		{"whitespace", " {\n\t" + iss + " , \"sub\" : \"u6\"\r\n," + exp + " } "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var want claims
+			if err := json.Unmarshal([]byte(tc.payload), &want); err != nil {
+				t.Fatalf("json.Unmarshal(%s): %v", tc.payload, err)
+			}
+			got := jwtWantAccepted(t, tc.name, jwtForge(hdr, tc.payload, jwtSecret), kr, jwtIssuer, jwtNow)
+			if got != want {
+				t.Errorf("verify(%s): claims = %+v, want %+v", tc.name, got, want)
+			}
+		})
+	}
+}
+
+// jwtPayloadSeeds seed FuzzFlatClaims: what sign writes, and shapes the
+// allocation-free reader must leave to the general path.
+var jwtPayloadSeeds = []string{
+	`{"iss":"bookapi","sub":"u1","public_id":"u1","sid":"s1","iat":1767225600,"exp":1767226500,"jti":"jti-1"}`,
+	`{"iss":"bookapi","sub":"\"\\\/\b\f\n\r\t\u0000\u00e9","exp":1.8e9,"x":true,"y":false,"z":null}`,
+	` { "iss" : "bookapi" , "exp" : -0 } `,
+	`{"iss":"bookapi","exp":1,"exp":2}`,
+	`{"iss":"bookapi","\u0065xp":1,"exp":2}`,
+	`{"iss":"bookapi","sub":"\ud83d\ude00","exp":01}`,
+	`{"iss":"bookapi","sub":"\ud83d","x":{"a":[1,2,{"b":null}]}}`,
+	`{"iss":"bookapi","x":truex}`,
+	`{"iss":"bookapi",}`,
+	`{}`,
+	"{\"sub\":\"\xff\"}",
+}
+
+// FuzzFlatClaims checks that the allocation-free payload reader accepts only
+// what the general reader accepts, and reads the same members from it.
+func FuzzFlatClaims(f *testing.F) {
+	for _, s := range jwtPayloadSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		fast, ok := flatClaims(payload)
+		if !ok {
+			return
+		}
+		general, err := parseClaims(payload)
+		if err != nil {
+			t.Fatalf("flatClaims(%q) accepted what parseClaims refuses: %v", payload, err)
+		}
+		for i := range fast {
+			if (fast[i] == nil) != (general[i] == nil) || !bytes.Equal(fast[i], general[i]) {
+				t.Fatalf("flatClaims(%q): %s = %q, parseClaims: %q", payload, claimNames[i], fast[i], general[i])
+			}
+		}
+	})
+}
+
+// FuzzAppendUnquoted checks that the string decoder verify uses agrees with
+// encoding/json on every string the payload readers let through, and that
+// stringEnd lets through no string encoding/json or checkObject would refuse.
+func FuzzAppendUnquoted(f *testing.F) {
+	for _, s := range []string{`""`, `"u1"`, `"\"\\\/\b\f\n\r\t"`, `"\u0041\u00e9\u20AC\ufffd"`, `"\ud83d\ude00"`, `"\ud83d"`, `"\ude00\ud83d"`, `"\x"`, "\"\x7f\xc3\xa9\"", "\"\xff\"", `"a`, `"\u12"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var want string
+		jsonErr := json.Unmarshal([]byte(s), &want)
+		// What parseClaims lets through: valid UTF-8, no lone surrogate, one
+		// JSON string and no whitespace around it (a json.RawMessage has none).
+		valid := utf8.ValidString(s) && checkEscapes([]byte(s)) == nil && jsonErr == nil &&
+			strings.HasPrefix(s, `"`) && strings.HasSuffix(s, `"`)
+		if end := stringEnd([]byte(s), 0); len(s) > 0 && s[0] == '"' && end == len(s) && utf8.ValidString(s) && !valid {
+			t.Fatalf("stringEnd(%q) accepted a string encoding/json or checkObject refuses", s)
+		}
+		got, ok := appendUnquoted(nil, []byte(s))
+		if valid && (!ok || string(got) != want) {
+			t.Fatalf("appendUnquoted(%q) = %q, %v; want %q, true", s, got, ok, want)
+		}
+	})
 }
