@@ -119,7 +119,8 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// readyz answers 200 while the database answers, else 503.
+// readyz answers 200 while the database answers a read and takes a write
+// (see store.ping), else 503.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.db.ping(r.Context()); err != nil {
 		return fmt.Errorf("%w: %v", errUnavailable, err)
