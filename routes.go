@@ -95,6 +95,13 @@ func (s *server) routes() http.Handler {
 	for _, rt := range s.routeTable() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
+	return s.middleware(mux)
+}
+
+// middleware is the stack every request passes through, outermost first:
+// the access log, panic recovery, the common headers, and the JSON 404/405
+// fallback in front of mux. Tests wrap a mux of their own in it.
+func (s *server) middleware(mux *http.ServeMux) http.Handler {
 	return s.logRequests(s.recoverPanics(s.commonHeaders(s.jsonFallback(mux))))
 }
 
