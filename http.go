@@ -337,7 +337,11 @@ func (s *server) recoverPanics(next http.Handler) http.Handler {
 			}
 			s.log.Error("panic", "request_id", requestID(r), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			if sw, ok := w.(*statusWriter); ok && sw.status != 0 {
-				return // the response is under way; nothing sensible can follow it
+				// The response is under way, so no 500 can follow it. Returning
+				// would let net/http end it cleanly (a last empty chunk), and
+				// the client would take the part for the whole; abort the
+				// connection instead, so it sees the response cut off.
+				panic(http.ErrAbortHandler)
 			}
 			s.serveError(w, r, errors.New("panic"))
 		}()

@@ -97,6 +97,13 @@ func (s *server) routes() http.Handler {
 	for _, rt := range s.routeTable() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
+	return s.middleware(mux)
+}
+
+// middleware is the stack every request passes through, outermost first:
+// the access log, panic recovery, the common headers, CORS, and the JSON
+// 404/405 fallback in front of mux. Tests wrap a mux of their own in it.
+func (s *server) middleware(mux *http.ServeMux) http.Handler {
 	return s.logRequests(s.recoverPanics(s.commonHeaders(s.cors(s.jsonFallback(mux)))))
 }
 
@@ -121,7 +128,8 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// readyz answers 200 while the database answers, else 503.
+// readyz answers 200 while the database answers a read and takes a write
+// (see store.ping), else 503.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.db.ping(r.Context()); err != nil {
 		return fmt.Errorf("%w: %v", errUnavailable, err)

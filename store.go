@@ -408,10 +408,29 @@ func (st *store) commitGroup(group []writeJob) {
 	answer(tx.Commit())
 }
 
-// ping reports whether the database answers a read.
+// ping reports whether the database answers a read through the reader pool
+// and takes a committed write through the writer. /readyz needs both: a full
+// disk or a read-only file still answers reads. The write must be committed,
+// since SQLite writes a small transaction's pages only at commit (a rolled-
+// back one never leaves the page cache), so ping upserts the one row of the
+// health table: one WAL frame and one fsync per probe, queued behind the
+// writes waiting before it.
 func (st *store) ping(ctx context.Context) error {
 	var one int
-	return classify(st.read.QueryRowContext(ctx, "SELECT 1").Scan(&one))
+	if err := st.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return classify(err)
+	}
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		// An upsert that always changes the row, so there is always a page to
+		// write, even if the row was deleted.
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO health (id, probes) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET probes = probes + 1`)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("write probe: %w", err)
+	}
+	return nil
 }
 
 func unix(t time.Time) int64 { return t.UTC().Unix() }
