@@ -9,8 +9,13 @@
 # Other knobs: STARTS (start-time samples, 5), FLOOD_LIST_CONNS (connections
 # of the list probe in the login-flood test, 1), PORT_BOOKAPI (18080),
 # PORT_BASELINE (18081), BOOKAPI_LOG (bookapi's stderr, /dev/null), KEEP=1
-# (keep the temporary directory). Loopback only; every step is bounded in
-# time; the servers are stopped on exit.
+# (keep the temporary directory), QUIET_WAIT (seconds to wait, before
+# starting, for the machine to be under 25% busy; 0). Loopback only; every
+# step is bounded in time; the servers are stopped on exit.
+#
+# Each run also shows "other%": the CPU that neither wrk nor the server under
+# test used during it (other processes, and steal on a VM), in % of all CPUs.
+# A run with a high other% was disturbed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +28,8 @@ FLOOD_LIST_CONNS=${FLOOD_LIST_CONNS:-1}
 PORT_BOOKAPI=${PORT_BOOKAPI:-18080}
 PORT_BASELINE=${PORT_BASELINE:-18081}
 BOOKAPI_LOG=${BOOKAPI_LOG:-/dev/null}
+QUIET_WAIT=${QUIET_WAIT:-0}
+NCPU=$(nproc)
 if [[ ${QUICK:-0} == 1 ]]; then
 	DURATION=2s
 	ALTERNATIONS=1
@@ -157,6 +164,31 @@ settle() {
 	return 0
 }
 
+# busy_ticks prints the clock ticks all CPUs have spent busy: user, nice,
+# system and steal (interrupt time is left out: loopback traffic lands there).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $9}' /proc/stat; }
+
+# proc_ticks prints the clock ticks process $1 has used.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# wait_quiet waits up to QUIET_WAIT seconds for 5 s in which the machine is
+# under 25% busy.
+wait_quiet() {
+	local deadline=$((SECONDS + QUIET_WAIT)) a b
+	((QUIET_WAIT > 0)) || return 0
+	while ((SECONDS < deadline)); do
+		a=$(busy_ticks)
+		sleep 5
+		b=$(busy_ticks)
+		if (((b - a) < 5 * 100 * NCPU / 4)); then
+			echo "the machine is quiet ($(((b - a) / (5 * NCPU)))% busy over 5 s)"
+			return 0
+		fi
+		echo "waiting for a quiet machine: $(((b - a) / (5 * NCPU)))% busy over 5 s" >&2
+	done
+	echo "warning: the machine stayed busy for QUIET_WAIT=${QUIET_WAIT}s; starting anyway"
+}
+
 # get prints "STATUS BYTES" of an authenticated GET.
 get() {
 	curl -s -o /dev/null -w '%{http_code} %{size_download}' --max-time 10 -H "Authorization: Bearer $2" "$1"
@@ -170,23 +202,33 @@ RESULTS=$WORK/results.tsv
 measure() {
 	local workload=$1 conns=$2 alt=$3 server=$4 pid=$5 threads=$6 url=$7 script=$8
 	shift 8
-	local out line
-	out=$(timeout $((DUR_S + 60)) wrk -t"$threads" -c"$conns" -d"$DURATION" --timeout 10s --latency \
-		-s "$ROOT/bench/wrk/$script" "$@" "$url" "${SCRIPT_ARGS[@]}" 2>&1) || true
+	local out line m0 p0 t0 other
+	m0=$(busy_ticks)
+	p0=$(proc_ticks "$pid")
+	t0=$EPOCHREALTIME
+	out=$({
+		TIMEFORMAT='%U %S'
+		time timeout $((DUR_S + 60)) wrk -t"$threads" -c"$conns" -d"$DURATION" --timeout 30s --latency \
+			-s "$ROOT/bench/wrk/$script" "$@" "$url" "${SCRIPT_ARGS[@]}" 2>&1
+	} 2>"$WORK/wrk.time") || true
+	# CPU used by neither this wrk nor the server, in % of all CPUs.
+	other=$(awk -v m="$(($(busy_ticks) - m0))" -v p="$(($(proc_ticks "$pid") - p0))" -v t0="$t0" -v t1="$EPOCHREALTIME" \
+		-v n="$NCPU" '{o = (m - p - ($1 + $2) * 100) / ((t1 - t0) * 100 * n) * 100; printf "%.0f", o < 0 ? 0 : o}' "$WORK/wrk.time")
 	line=$(grep '^BENCH ' <<<"$out" || true)
 	if [[ -z $line ]]; then
 		echo "run.sh: wrk gave no result for $workload/$server:" >&2
 		echo "$out" >&2
 		line="BENCH requests=0 duration_us=1 p50_us=0 p99_us=0 status=0 connect=1 read=0 write=0 timeout=0 wrong=0"
 	fi
-	awk -v w="$workload" -v c="$conns" -v a="$alt" -v s="$server" -v expect401="$([[ $script == unauthorized.lua ]] && echo 1 || echo 0)" '
+	awk -v w="$workload" -v c="$conns" -v a="$alt" -v s="$server" -v other="$other" -v expect401="$([[ $script == unauthorized.lua ]] && echo 1 || echo 0)" '
 	{
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-		rps = v["requests"] / (v["duration_us"] / 1e6)
-		sock = v["connect"] + v["read"] + v["write"] + v["timeout"]
-		errors = sock + (expect401 ? v["wrong"] : v["status"])
-		printf "%s\t%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%d\n", w, c, a, s, rps, v["p50_us"] / 1000, v["p99_us"] / 1000, errors
-	}' <<<"$line" | tee -a "$RESULTS" | awk -F'\t' '{printf "  %-13s c%-3s alt %s %-8s %10.1f req/s  p50 %8.2f ms  p99 %8.2f ms  errors %d\n", $1, $2, $3, $4, $5, $6, $7, $8}'
+		bad = expect401 ? v["wrong"] : v["status"]
+		rps = (v["requests"] - bad) / (v["duration_us"] / 1e6)
+		errors = bad + v["connect"] + v["read"] + v["write"] + v["timeout"]
+		printf "%s\t%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%d\t%d\n", w, c, a, s, rps, v["p50_us"] / 1000, v["p99_us"] / 1000, errors, other
+	}' <<<"$line" | tee -a "$RESULTS" |
+		awk -F'\t' '{printf "  %-13s c%-3s alt %s %-8s %10.1f req/s  p50 %8.2f ms  p99 %8.2f ms  errors %-5d other %3d%%\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}'
 	settle "$pid"
 }
 
@@ -209,6 +251,7 @@ pair() {
 	done
 }
 
+wait_quiet
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$SECONDS
 echo "bookapi $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown); $(nproc) CPUs,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -241,7 +284,8 @@ echo "answers (status bytes), bookapi | baseline:"
 echo "  GET /bookapi/books, empty:  $(get "http://127.0.0.1:$PORT_BOOKAPI/bookapi/books" "$TB") | $(get "http://127.0.0.1:$PORT_BASELINE/bookapi/books" "$TR")"
 echo "  GET /bookapi/books, invalid token: $(get "http://127.0.0.1:$PORT_BOOKAPI/bookapi/books" "$(tamper "$TB")") | $(get "http://127.0.0.1:$PORT_BASELINE/bookapi/books" "$(tamper "$TR")")"
 echo
-echo "runs (wrk -t2 --latency -d$DURATION; errors: non-2xx/3xx and socket errors, for invalid-token answers other than 401):"
+echo "runs (wrk -t2 --latency -d$DURATION --timeout 30s). req/s counts the expected answers only (2xx; 401"
+echo "for invalid-token); errors are the other answers (non-2xx/3xx; for invalid-token non-401) and socket errors:"
 pair list-empty /bookapi/books static.lua "$TB" "$TR"
 pair invalid-token /bookapi/books unauthorized.lua "$(tamper "$TB")" "$(tamper "$TR")"
 pair login /login static.lua "" "" POST "$LOGIN_BODY"
@@ -271,7 +315,7 @@ SCRIPT_ARGS=()
 for alt in $(seq "$ALTERNATIONS"); do
 	measure flood-alone "$FLOOD_LIST_CONNS" "$alt" bookapi "$BOOKAPI_PID" 1 "http://127.0.0.1:$PORT_BOOKAPI/bookapi/books" static.lua \
 		-H "Authorization: Bearer $TB"
-	timeout $((DUR_S + 60)) wrk -t1 -c64 -d$((DUR_S + 2))s --timeout 10s -s "$ROOT/bench/wrk/static.lua" \
+	timeout $((DUR_S + 60)) wrk -t1 -c64 -d$((DUR_S + 2))s --timeout 30s -s "$ROOT/bench/wrk/static.lua" \
 		"http://127.0.0.1:$PORT_BOOKAPI/login" -- POST "$LOGIN_BODY" >"$WORK/flood$alt.txt" 2>&1 &
 	FLOOD_PID=$!
 	sleep 1 # let the logins fill the bcrypt queue
@@ -281,7 +325,7 @@ for alt in $(seq "$ALTERNATIONS"); do
 	FLOOD_PID=
 	awk -v a="$alt" '/^BENCH/ {
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-		printf "  the flood, alt %s: %.1f logins/s, errors %d\n", a, v["requests"] / (v["duration_us"] / 1e6),
+		printf "  the flood, alt %s: %.1f logins/s, errors %d\n", a, (v["requests"] - v["status"]) / (v["duration_us"] / 1e6),
 			v["status"] + v["connect"] + v["read"] + v["write"] + v["timeout"]
 	}' "$WORK/flood$alt.txt"
 	settle "$BOOKAPI_PID"
@@ -292,7 +336,8 @@ HWM_BASELINE=$(awk '/^VmHWM/ {print $2, $3}' "/proc/$BASELINE_PID/status")
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
-echo "summary (medians over $ALTERNATIONS alternation(s); ratio: median of bookapi/baseline req/s per alternation):"
+echo "summary (medians over $ALTERNATIONS alternation(s); ratio: median of bookapi/baseline req/s per alternation;"
+echo "errors: summed; other%: the highest of the row's runs; flood-during's other% includes the login wrk):"
 awk -F'\t' -v out="$WORK/ratios" '
 function median(list,    n, a, i, j, t) {
 	n = split(list, a, " ")
@@ -304,10 +349,11 @@ function median(list,    n, a, i, j, t) {
 	if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }
 	rps[k, $4] = rps[k, $4] " " $5; p50[k, $4] = p50[k, $4] " " $6; p99[k, $4] = p99[k, $4] " " $7
 	err[k, $4] += $8; r[k, $3, $4] = $5
+	if ($9 > oth[k]) oth[k] = $9
 	alts[k] = ($3 > alts[k]) ? $3 : alts[k]
 }
 END {
-	printf "%-13s %5s  %11s %9s %9s %6s  %11s %9s %9s %6s  %6s\n", "workload", "conns", "bookapi/s", "p50 ms", "p99 ms", "errors", "baseline/s", "p50 ms", "p99 ms", "errors", "ratio"
+	printf "%-13s %5s  %11s %9s %9s %6s  %11s %9s %9s %6s  %6s %7s\n", "workload", "conns", "bookapi/s", "p50 ms", "p99 ms", "errors", "baseline/s", "p50 ms", "p99 ms", "errors", "ratio", "other%"
 	order = "list-empty list-100 invalid-token get-one create login"
 	n = split(order, ws, " ")
 	for (i = 1; i <= n; i++) for (j = 1; j <= nk; j++) {
@@ -315,9 +361,9 @@ END {
 		if (kc[1] != ws[i]) continue
 		k = keys[j]; ratios = ""
 		for (a = 1; a <= alts[k]; a++) if (r[k, a, "baseline"] > 0) ratios = ratios " " r[k, a, "bookapi"] / r[k, a, "baseline"]
-		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %11.1f %9.2f %9.2f %6d  %6.2f\n", kc[1], kc[2],
+		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %11.1f %9.2f %9.2f %6d  %6.2f %7d\n", kc[1], kc[2],
 			median(rps[k, "bookapi"]), median(p50[k, "bookapi"]), median(p99[k, "bookapi"]), err[k, "bookapi"],
-			median(rps[k, "baseline"]), median(p50[k, "baseline"]), median(p99[k, "baseline"]), err[k, "baseline"], median(ratios)
+			median(rps[k, "baseline"]), median(p50[k, "baseline"]), median(p99[k, "baseline"]), err[k, "baseline"], median(ratios), oth[k]
 		print kc[1], kc[2], median(ratios), median(rps[k, "bookapi"]) > out
 	}
 	for (j = 1; j <= nk; j++) {
@@ -326,8 +372,8 @@ END {
 		k = keys[j]; kd = "flood-during" SUBSEP kc[2]; ratios = ""
 		split(p99[k, "bookapi"], pa, " "); split(p99[kd, "bookapi"], pd, " ")
 		for (a in pa) if (pa[a] > 0) ratios = ratios " " pd[a] / pa[a]
-		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d\n", "flood-alone", kc[2], median(rps[k, "bookapi"]), median(p50[k, "bookapi"]), median(p99[k, "bookapi"]), err[k, "bookapi"]
-		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %43s  %6.2f\n", "flood-during", kc[2], median(rps[kd, "bookapi"]), median(p50[kd, "bookapi"]), median(p99[kd, "bookapi"]), err[kd, "bookapi"], "p99 during/alone", median(ratios)
+		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %43s  %6s %7d\n", "flood-alone", kc[2], median(rps[k, "bookapi"]), median(p50[k, "bookapi"]), median(p99[k, "bookapi"]), err[k, "bookapi"], "", "", oth[k]
+		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %43s  %6.2f %7d\n", "flood-during", kc[2], median(rps[kd, "bookapi"]), median(p50[kd, "bookapi"]), median(p99[kd, "bookapi"]), err[kd, "bookapi"], "p99 during/alone", median(ratios), oth[kd]
 		print "flood", kc[2], median(ratios), 0 > out
 	}
 }' "$RESULTS"
