@@ -39,6 +39,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
+// main runs serve, or startup when the first argument is "startup".
 func main() {
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == "startup" {
@@ -88,6 +89,7 @@ type app struct {
 	creates  atomic.Int64
 }
 
+// serve runs the baseline server until SIGINT or SIGTERM.
 func serve(args []string) error {
 	f := flag.NewFlagSet("baseline", flag.ContinueOnError)
 	addr := f.String("addr", "127.0.0.1:18081", "listen address")
@@ -209,6 +211,7 @@ func (a *app) valid(tok string) bool {
 	return json.Unmarshal(payload, &c) == nil && time.Now().Unix() < c.Exp
 }
 
+// list answers the canned books, marshalled anew each time like bookapi's list.
 func (a *app) list(w http.ResponseWriter, r *http.Request) {
 	books := a.books
 	if books == nil {
@@ -219,6 +222,7 @@ func (a *app) list(w http.ResponseWriter, r *http.Request) {
 	}{books})
 }
 
+// get answers one canned book by id.
 func (a *app) get(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.Atoi(r.PathValue("id"))
 	if err != nil || id < 1 || id > len(a.books) {
