@@ -339,15 +339,22 @@ func startRun(t *testing.T, db string, env map[string]string, extra ...string) *
 		t.Fatalf("run(%s) returned before listening: %v; stderr:\n%s", strings.Join(args[1:], " "), early, rs.stderr)
 	}
 	rs.url = "http://" + rs.addr
-	pollUntil(t, 30*time.Second, "GET /healthz to answer 200", func() bool {
-		resp, err := rs.client.Get(rs.url + "/healthz")
+	waitHealthy(t, rs.client, rs.url)
+	return rs
+}
+
+// waitHealthy polls GET /healthz at url until it answers 200, failing the
+// test after a deadline.
+func waitHealthy(t *testing.T, client *http.Client, url string) {
+	t.Helper()
+	pollUntil(t, 30*time.Second, "GET "+url+"/healthz to answer 200", func() bool {
+		resp, err := client.Get(url + "/healthz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return rs
 }
 
 // stop cancels run's context and checks that run returns nil promptly and

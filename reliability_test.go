@@ -103,14 +103,7 @@ func startChild(t *testing.T, bin, db string) *child {
 		t.Fatalf("bookapi %s exited before listening (%v); output:\n%s", strings.Join(args, " "), c.err, c.logs(t))
 	}
 	c.url = "http://" + c.addr
-	pollUntil(t, 30*time.Second, "GET /healthz on the child to answer 200", func() bool {
-		resp, err := c.client.Get(c.url + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitHealthy(t, c.client, c.url)
 	return c
 }
 
