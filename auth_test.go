@@ -1032,7 +1032,7 @@ func TestAdminRoutesRefuseNonAdmins(t *testing.T) {
 func TestAdminListUsers(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t)
-	root := ts.newAdmin(t, "root")
+	ts.newAdmin(t, "root")
 	u1 := ts.newUser(t, "usr1")
 	authCreateBook(t, ts, u1, "First Book")
 	authCreateBook(t, ts, u1, "Second Book")
@@ -1042,7 +1042,7 @@ func TestAdminListUsers(t *testing.T) {
 	ts.newUser(t, "usr2")
 	u3 := ts.newUser(t, "usr3")
 	authCreateBook(t, ts, u3, "Third Book")
-	root = ts.login(t, "root", "password-of-root")["token"].(string)
+	root := ts.login(t, "root", "password-of-root")["token"].(string)
 
 	type want struct {
 		username string
