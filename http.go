@@ -15,7 +15,9 @@ import (
 	"reflect"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -295,7 +297,7 @@ func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter 
 func (s *server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &accessRecord{requestID: clientRequestID(r.Header.Get("X-Request-ID"))}
+		rec := &accessRecord{requestID: s.clientRequestID(r.Header.Get("X-Request-ID"))}
 		r = r.WithContext(context.WithValue(r.Context(), recordKey, rec))
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
@@ -315,13 +317,34 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 
 // clientRequestID keeps the client's X-Request-ID when it is 1-64 characters
 // of A-Z a-z 0-9 . _ - and otherwise makes a new one.
-func clientRequestID(id string) string {
+func (s *server) clientRequestID(id string) string {
 	if len(id) >= 1 && len(id) <= 64 && strings.Trim(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == "" {
 		return id
 	}
-	var b [12]byte
+	return s.requestIDs.next()
+}
+
+// idSource makes request ids: a random prefix chosen at start and a
+// counter. They only need to be unique, not secret, so no request pays for a
+// read of crypto/rand.
+type idSource struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newIDSource() *idSource {
+	var b [6]byte
 	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return &idSource{prefix: hex.EncodeToString(b[:])}
+}
+
+// next returns the next id: the prefix and 8 hex digits of the counter.
+func (ids *idSource) next() string {
+	var buf [12 + 1 + 16]byte
+	out := append(buf[:0], ids.prefix...)
+	out = append(out, '-')
+	out = strconv.AppendUint(out, ids.n.Add(1), 16)
+	return string(out)
 }
 
 // recoverPanics turns a panic in a handler into a logged stack and a 500.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
-	"strconv"
 	"time"
 )
 
@@ -23,6 +22,11 @@ type metrics struct {
 
 	requests *expvar.Map // "METHOD /pattern 2xx" -> count
 	latency  *expvar.Map // "le_5ms" -> requests that took at most 5 ms; "count", "sum_us"
+
+	// Handles into latency, made once so that observing a request builds no
+	// strings: one per bucket, then count and sum.
+	buckets      [len(latencyBuckets)]*expvar.Int
+	count, sumUS *expvar.Int
 
 	loginsOK        *expvar.Int // logins answered 201
 	loginsFailed    *expvar.Int // logins answered 401
@@ -42,6 +46,13 @@ func newMetrics() *metrics {
 	m.latency = new(expvar.Map).Init()
 	m.vars.Set("requests", m.requests)
 	m.vars.Set("latency", m.latency)
+	for i, b := range latencyBuckets {
+		m.buckets[i] = new(expvar.Int)
+		m.latency.Set("le_"+b.String(), m.buckets[i])
+	}
+	m.count, m.sumUS = new(expvar.Int), new(expvar.Int)
+	m.latency.Set("count", m.count)
+	m.latency.Set("sum_us", m.sumUS)
 	for name, v := range map[string]**expvar.Int{
 		"logins_ok": &m.loginsOK, "logins_failed": &m.loginsFailed, "logins_throttled": &m.loginsThrottled,
 		"bcrypt_waits": &m.bcryptWaits, "bcrypt_refusals": &m.bcryptRefusals,
@@ -54,26 +65,29 @@ func newMetrics() *metrics {
 	return m
 }
 
-// observe counts one answered request.
+// statusClasses names status/100.
+var statusClasses = [...]string{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// observe counts one answered request. A request that matched a route is
+// counted under its pattern (which names the method); others under
+// "METHOD unmatched".
 func (m *metrics) observe(method, pattern string, status int, d time.Duration) {
-	if pattern == "" {
-		pattern = "unmatched"
-	} else {
-		method = "" // the pattern names it
+	class := "5xx"
+	if c := status / 100; c >= 0 && c < len(statusClasses) {
+		class = statusClasses[c]
 	}
-	class := strconv.Itoa(status/100) + "xx"
-	if method != "" {
-		m.requests.Add(method+" "+pattern+" "+class, 1)
+	if pattern == "" {
+		m.requests.Add(method+" unmatched "+class, 1)
 	} else {
 		m.requests.Add(pattern+" "+class, 1)
 	}
-	for _, b := range latencyBuckets {
+	for i, b := range latencyBuckets {
 		if d <= b {
-			m.latency.Add("le_"+b.String(), 1)
+			m.buckets[i].Add(1)
 		}
 	}
-	m.latency.Add("count", 1)
-	m.latency.Add("sum_us", d.Microseconds())
+	m.count.Add(1)
+	m.sumUS.Add(d.Microseconds())
 }
 
 // serveVars answers expvar's JSON: its process-wide variables (cmdline,

@@ -15,13 +15,14 @@ import (
 
 // server holds what handlers need; run builds each piece once and passes it to newServer.
 type server struct {
-	cfg     config           // read-only after start
-	db      *store           // the database
-	log     *slog.Logger     // the one logger
-	keys    keyring          // signing key plus verify-only older keys
-	now     func() time.Time // time.Now in production, a fixed clock in tests
-	slots   chan struct{}    // bounds concurrent bcrypt work
-	metrics *metrics         // counters for the debug listener
+	cfg        config           // read-only after start
+	db         *store           // the database
+	log        *slog.Logger     // the one logger
+	keys       keyring          // signing key plus verify-only older keys
+	now        func() time.Time // time.Now in production, a fixed clock in tests
+	slots      chan struct{}    // bounds concurrent bcrypt work
+	metrics    *metrics         // counters for the debug listener
+	requestIDs *idSource        // ids for requests that bring none
 
 	// slotWait is how long a request waits for a bcrypt slot before a 503.
 	slotWait time.Duration
@@ -38,7 +39,7 @@ func newServer(cfg config, db *store, log *slog.Logger, keys keyring, now func()
 		n = max(1, runtime.NumCPU()-1)
 	}
 	s := &server{cfg: cfg, db: db, log: log, keys: keys, now: now, slots: make(chan struct{}, n), slotWait: 5 * time.Second,
-		metrics: newMetrics()}
+		metrics: newMetrics(), requestIDs: newIDSource()}
 	cost := cfg.bcryptCost
 	s.dummyHash = sync.OnceValue(func() []byte {
 		h, err := bcrypt.GenerateFromPassword([]byte("bookapi dummy password"), cost)
