@@ -144,16 +144,11 @@ func authSend(t *testing.T, ts *testServer, method, path string, body io.Reader,
 	if header != nil {
 		req.Header = header.Clone()
 	}
-	resp, err := ts.Client().Do(req)
+	r, err := roundTrip(ts.Client(), req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: data}
+	return r
 }
 
 // authClaims decodes the payload of a token the server issued, without

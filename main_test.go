@@ -151,6 +151,17 @@ func (ts *testServer) do(t *testing.T, method, path string, body any, headers ..
 // sendRequest is do for any client and base URL.
 func sendRequest(t *testing.T, client *http.Client, baseURL, method, path string, body any, headers ...string) *response {
 	t.Helper()
+	r, err := exchange(client, baseURL, method, path, body, headers...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+// exchange sends one request like sendRequest, but returns a transport error
+// instead of stopping the test, so goroutines may use it and tests may
+// expect errors.
+func exchange(client *http.Client, baseURL, method, path string, body any, headers ...string) (*response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -161,13 +172,13 @@ func sendRequest(t *testing.T, client *http.Client, baseURL, method, path string
 	default:
 		data, err := json.Marshal(b)
 		if err != nil {
-			t.Fatalf("marshal request body: %v", err)
+			return nil, fmt.Errorf("marshal request body: %w", err)
 		}
 		rd = bytes.NewReader(data)
 	}
 	req, err := http.NewRequest(method, baseURL+path, rd)
 	if err != nil {
-		t.Fatalf("new request: %v", err)
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -175,16 +186,21 @@ func sendRequest(t *testing.T, client *http.Client, baseURL, method, path string
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
+	return roundTrip(client, req)
+}
+
+// roundTrip sends req and reads the whole answer.
+func roundTrip(client *http.Client, req *http.Request) (*response, error) {
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
+		return nil, fmt.Errorf("read body: %w", err)
 	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: data}
+	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
 // signup creates a user and returns their public_id.

@@ -171,44 +171,6 @@ func (c *child) newUser(t *testing.T, name string) string {
 	return r.json(t)["token"].(string)
 }
 
-// exchange sends one request like sendRequest, but returns a transport error
-// instead of stopping the test, so goroutines may use it and tests may
-// expect errors.
-func exchange(client *http.Client, baseURL, method, path string, body any, headers ...string) (*response, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		data, err := json.Marshal(b)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, baseURL+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
-	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
-}
-
 // createdID returns the id of the book in a {"Book": {...}} body, or 0.
 func createdID(r *response) int64 {
 	var v struct {
