@@ -317,8 +317,7 @@ func newRefreshToken() (string, []byte) {
 	var b [32]byte
 	rand.Read(b[:])
 	tok := base64.RawURLEncoding.EncodeToString(b[:])
-	sum := sha256.Sum256([]byte(tok))
-	return tok, sum[:]
+	return tok, hashRefresh(tok)
 }
 
 // startSession creates a login session for u and its first token pair.

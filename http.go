@@ -178,13 +178,14 @@ func decode(w http.ResponseWriter, r *http.Request, v validator) error {
 // parseObject is decode without the HTTP: body must be one JSON object
 // acceptable to v.
 func parseObject(body []byte, v validator) error {
-	if err := checkObject(body); err != nil {
+	names, err := objectMembers(body)
+	if err != nil {
 		if len(bytes.TrimSpace(body)) == 0 {
 			return badJSON("The request body must be a JSON object; it is empty.")
 		}
 		return badJSON("The request body must be one JSON object: %v.", err)
 	}
-	if err := checkMemberNames(body, v); err != nil {
+	if err := checkMemberNames(names, v); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -214,11 +215,7 @@ func jsonKind(t reflect.Type) string {
 
 // checkMemberNames refuses top-level members that are not fields of v, with
 // exact case: encoding/json alone would match "Username" to "username".
-func checkMemberNames(body []byte, v any) error {
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(body, &members); err != nil {
-		return badJSON("The request body must be one JSON object.")
-	}
+func checkMemberNames(names []string, v any) error {
 	t := reflect.TypeOf(v).Elem()
 	known := make(map[string]bool, t.NumField())
 	for i := range t.NumField() {
@@ -228,7 +225,7 @@ func checkMemberNames(body []byte, v any) error {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		known[name] = true
 	}
-	for name := range members {
+	for _, name := range names {
 		if !known[name] {
 			return badRequest("Unknown member %q.", name)
 		}

@@ -668,32 +668,42 @@ func numericDate(raw json.RawMessage) (time.Time, error) {
 // (encoding/json would silently turn them into U+FFFD), and nothing after it.
 // It is shared by the token verifier and the request decoder.
 func checkObject(data []byte) error {
+	_, err := objectMembers(data)
+	return err
+}
+
+// objectMembers is checkObject that also returns the object's top-level
+// member names, as the request decoder needs them to refuse unknown ones.
+func objectMembers(data []byte) ([]string, error) {
 	if !utf8.Valid(data) {
-		return errors.New("not valid UTF-8")
+		return nil, errors.New("not valid UTF-8")
 	}
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return errors.New("not a JSON object")
+		return nil, errors.New("not a JSON object")
 	}
 	if err := checkEscapes(data); err != nil {
-		return err
+		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	if err := walkValue(dec, 0); err != nil {
-		return err
+	var names []string
+	if err := walkValue(dec, 0, &names); err != nil {
+		return nil, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the JSON object")
+		return nil, errors.New("data after the JSON object")
 	}
-	return nil
+	return names, nil
 }
 
 // maxDepth bounds nesting so hostile input cannot exhaust the stack.
 const maxDepth = 64
 
 // walkValue reads one JSON value from dec, refusing repeated object members.
-func walkValue(dec *json.Decoder, depth int) error {
+// If the value is an object and names is not nil, its member names are
+// appended to *names.
+func walkValue(dec *json.Decoder, depth int, names *[]string) error {
 	if depth > maxDepth {
 		return errors.New("nested too deeply")
 	}
@@ -718,13 +728,16 @@ func walkValue(dec *json.Decoder, depth int) error {
 				return fmt.Errorf("member %q given twice", name)
 			}
 			seen[name] = true
-			if err := walkValue(dec, depth+1); err != nil {
+			if names != nil {
+				*names = append(*names, name)
+			}
+			if err := walkValue(dec, depth+1, nil); err != nil {
 				return err
 			}
 		}
 	case '[':
 		for dec.More() {
-			if err := walkValue(dec, depth+1); err != nil {
+			if err := walkValue(dec, depth+1, nil); err != nil {
 				return err
 			}
 		}
