@@ -234,22 +234,9 @@ func (st *store) close() error {
 // each in its own transaction together with the version bump. A database
 // whose version is newer than the newest file is refused.
 func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
-	names, err := fs.Glob(fsys, "*.sql")
+	steps, err := migrationSteps(fsys)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	sort.Strings(names)
-	type step struct {
-		version int
-		name    string
-	}
-	var steps []step
-	for i, name := range names {
-		want := fmt.Sprintf("%04d_", i+1)
-		if !strings.HasPrefix(path.Base(name), want) {
-			return fmt.Errorf("migrate: %s: want a name starting %s", name, want)
-		}
-		steps = append(steps, step{i + 1, name})
+		return err
 	}
 	var current int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
@@ -281,6 +268,31 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 		}
 	}
 	return nil
+}
+
+// migrationStep is one schema step: file NNNN_*.sql is version NNNN.
+type migrationStep struct {
+	version int
+	name    string
+}
+
+// migrationSteps lists the NNNN_*.sql files of fsys in order, refusing a gap
+// or a name out of sequence.
+func migrationSteps(fsys fs.FS) ([]migrationStep, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	sort.Strings(names)
+	var steps []migrationStep
+	for i, name := range names {
+		want := fmt.Sprintf("%04d_", i+1)
+		if !strings.HasPrefix(path.Base(name), want) {
+			return nil, fmt.Errorf("migrate: %s: want a name starting %s", name, want)
+		}
+		steps = append(steps, migrationStep{i + 1, name})
+	}
+	return steps, nil
 }
 
 // classify turns driver errors into the store's sentinels: constraint
