@@ -1,5 +1,6 @@
 // Command bookapi is a book-management REST API with JWT authentication,
-// served from one binary over a SQLite file.
+// served from one binary over a SQLite file, or from several instances
+// sharing one PostgreSQL database.
 //
 // Usage:
 //
@@ -27,6 +28,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -58,7 +60,8 @@ func main() {
 // config is everything the server reads at start-up; read-only afterwards.
 type config struct {
 	addr       string
-	db         string
+	db         string // a SQLite file, or a postgres:// URL
+	dbMaxConns int    // PostgreSQL's pool size; caps SQLite's read pool
 	issuer     string
 	tokenTTL   time.Duration
 	refreshTTL time.Duration
@@ -164,10 +167,16 @@ func (f *flags) parse(args []string, getenv func(string) string) error {
 	return nil
 }
 
+// defaultMaxConns is the default of -db-max-conns: pgxpool's default, and
+// on SQLite one reader per core.
+func defaultMaxConns() int { return max(4, runtime.NumCPU()) }
+
 // dbFlags defines the flags every command shares.
 func dbFlags(f *flags, cfg *config) {
-	f.StringVar(&cfg.db, "db", "bookapi.db", "SQLite file path or file: URI")
+	f.StringVar(&cfg.db, "db", "bookapi.db", "SQLite file path or file: URI, or a postgres:// URL")
 	f.bind("db", "DATABASE_URL")
+	f.IntVar(&cfg.dbMaxConns, "db-max-conns", defaultMaxConns(), "PostgreSQL: connections in the pool; SQLite: at most this many readers (one per core at most)")
+	f.bind("db-max-conns", "DB_MAX_CONNS")
 	f.IntVar(&cfg.bcryptCost, "bcrypt-cost", 12, "bcrypt cost (4-31)")
 	f.bind("bcrypt-cost", "BOOKAPI_BCRYPT_COST")
 }
@@ -176,6 +185,9 @@ func dbFlags(f *flags, cfg *config) {
 func checkDB(cfg config) error {
 	if cfg.db == "" || strings.Contains(cfg.db, ":memory:") || strings.Contains(cfg.db, "mode=memory") {
 		return fmt.Errorf("-db: want a database file, not %q", cfg.db)
+	}
+	if cfg.dbMaxConns < 1 {
+		return fmt.Errorf("-db-max-conns: %d is less than 1", cfg.dbMaxConns)
 	}
 	if cfg.bcryptCost < bcrypt.MinCost || cfg.bcryptCost > bcrypt.MaxCost {
 		return fmt.Errorf("-bcrypt-cost: %d is outside %d-%d", cfg.bcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
@@ -251,6 +263,10 @@ func parseServe(args []string, getenv func(string) string, stdout io.Writer) (co
 			return cfg, fmt.Errorf("SECRET_KEY: %d bytes is shorter than the minimum of %d", len(s), minSecretLen)
 		}
 		cfg.secret = []byte(s)
+	} else if isPostgres(cfg.db) {
+		// The file beside a SQLite database has no place here, and instances
+		// sharing the database must share the secret.
+		return cfg, errors.New("SECRET_KEY: must be set with a PostgreSQL database; every instance needs the same one")
 	}
 	if prev := getenv("BOOKAPI_PREVIOUS_KEYS"); prev != "" {
 		for i, p := range strings.Split(prev, ",") {
@@ -336,7 +352,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := newLogger(cfg.logFormat, stderr)
 
-	st, err := openStore(ctx, cfg.db)
+	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns)
 	if err != nil {
 		return err
 	}
@@ -437,7 +453,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 			return errors.New("user add: a user name is 3 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
 		}
 	}
-	st, err := openStore(ctx, cfg.db)
+	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns)
 	if err != nil {
 		return err
 	}

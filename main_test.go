@@ -84,6 +84,7 @@ func testConfig(t *testing.T) config {
 	return config{
 		addr:       "127.0.0.1:0",
 		db:         filepath.Join(t.TempDir(), "bookapi.db"),
+		dbMaxConns: defaultMaxConns(),
 		issuer:     "bookapi",
 		tokenTTL:   15 * time.Minute,
 		refreshTTL: 720 * time.Hour,
@@ -106,7 +107,7 @@ func newTestServer(t *testing.T) *testServer {
 // newTestServerWith starts a server with cfg; it is closed by t.Cleanup.
 func newTestServerWith(t *testing.T, cfg config) *testServer {
 	t.Helper()
-	st, err := openStore(context.Background(), cfg.db)
+	st, err := openStore(context.Background(), cfg.db, cfg.dbMaxConns)
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -525,7 +526,7 @@ func TestRunDrainsInFlightRequests(t *testing.T) {
 		t.Fatalf("run did not return within 10s of the last request ending")
 	}
 
-	st, err := openStore(context.Background(), db)
+	st, err := openStore(context.Background(), db, defaultMaxConns())
 	if err != nil {
 		t.Fatalf("openStore after shutdown: %v", err)
 	}
@@ -553,6 +554,9 @@ func TestParseServePrecedence(t *testing.T) {
 		{"db default", nil, nil, func(c config) string { return wantStr("db", c.db, "bookapi.db") }},
 		{"db env", nil, map[string]string{"DATABASE_URL": "env.db"}, func(c config) string { return wantStr("db", c.db, "env.db") }},
 		{"db flag beats env", []string{"-db", "flag.db"}, map[string]string{"DATABASE_URL": "env.db"}, func(c config) string { return wantStr("db", c.db, "flag.db") }},
+		{"db-max-conns default", nil, nil, func(c config) string { return wantInt("dbMaxConns", c.dbMaxConns, defaultMaxConns()) }},
+		{"db-max-conns env", nil, map[string]string{"DB_MAX_CONNS": "7"}, func(c config) string { return wantInt("dbMaxConns", c.dbMaxConns, 7) }},
+		{"db-max-conns flag beats env", []string{"-db-max-conns", "3"}, map[string]string{"DB_MAX_CONNS": "7"}, func(c config) string { return wantInt("dbMaxConns", c.dbMaxConns, 3) }},
 		{"bcrypt-cost default", nil, nil, func(c config) string { return wantInt("bcryptCost", c.bcryptCost, 12) }},
 		{"bcrypt-cost env", nil, map[string]string{"BOOKAPI_BCRYPT_COST": "10"}, func(c config) string { return wantInt("bcryptCost", c.bcryptCost, 10) }},
 		{"bcrypt-cost flag beats env", []string{"-bcrypt-cost", "5"}, map[string]string{"BOOKAPI_BCRYPT_COST": "10"}, func(c config) string { return wantInt("bcryptCost", c.bcryptCost, 5) }},
@@ -667,6 +671,12 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		{"db in a missing directory", []string{"-db", filepath.Join(dir, "no", "such", "dir", "x.db")}, nil, "-db|" + filepath.Join(dir, "no", "such", "dir", "x.db")},
 		{"db not SQLite", []string{"-db", garbage}, nil, "-db|" + garbage},
 		{"empty addr", []string{"-addr", ""}, nil, "-addr"},
+		{"db-max-conns 0", []string{"-db-max-conns", "0"}, nil, "-db-max-conns"},
+		{"db-max-conns negative", []string{"-db-max-conns", "-2"}, nil, "-db-max-conns"},
+		{"db-max-conns not a number", []string{"-db-max-conns", "many"}, nil, "-db-max-conns"},
+		{"bad DB_MAX_CONNS env", nil, map[string]string{"DB_MAX_CONNS": "0"}, "-db-max-conns"},
+		{"postgres without SECRET_KEY", []string{"-db", "postgres://127.0.0.1:1/bookapi"}, nil, "SECRET_KEY"},
+		{"postgres unreachable", []string{"-db", "postgres://postgres:hunter2@127.0.0.1:1/bookapi"}, map[string]string{"SECRET_KEY": testSecret}, "postgres://127.0.0.1:1/bookapi"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -698,8 +708,8 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 			case strings.Contains(strings.TrimSuffix(err.Error(), "\n"), "\n"):
 				t.Errorf("run(%s): err = %q, want one line", strings.Join(args[1:], " "), err)
 			}
-			if err != nil && strings.Contains(err.Error(), short) {
-				t.Errorf("run(%s): err = %q repeats the secret", strings.Join(args[1:], " "), err)
+			if err != nil && (strings.Contains(err.Error(), short) || strings.Contains(err.Error(), "hunter2")) {
+				t.Errorf("run(%s): err = %q repeats a secret", strings.Join(args[1:], " "), err)
 			}
 			if strings.Contains(stderr.String(), "listening") {
 				t.Errorf("run(%s) logged listening; want no listener on a bad configuration:\n%s", strings.Join(args[1:], " "), stderr)
@@ -865,7 +875,7 @@ func TestRunUserCommands(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "cli.db")
 	isAdmin := func(name string) bool {
 		t.Helper()
-		st, err := openStore(ctx, db)
+		st, err := openStore(ctx, db, defaultMaxConns())
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
@@ -918,7 +928,7 @@ func TestRunUserCommands(t *testing.T) {
 			t.Errorf("run(%s): err = %q, want one line naming %s", strings.Join(tt.args, " "), err, tt.want)
 		}
 	}
-	st, err := openStore(ctx, db)
+	st, err := openStore(ctx, db, defaultMaxConns())
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}

@@ -1,16 +1,33 @@
 package main
 
-// The schema on PostgreSQL: its own steps (migrations/postgres, one for each
-// SQLite step), recorded in schema_migrations and applied under an advisory
-// lock.
+// What the store does differently on PostgreSQL; everything else in store.go
+// is one code path for both databases. The queries there are written once,
+// with ? placeholders: the connections opened here rewrite them to $1, $2, ...
+// (once per query text) and pass arguments as SQLite takes them. Writes run
+// as SERIALIZABLE transactions on the shared pool, so that concurrent ones,
+// from this instance or another, behave as if run one at a time, as SQLite's
+// single writer runs them.
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // postgresMigrationFiles holds the PostgreSQL schema steps, one for each
@@ -22,6 +39,81 @@ var postgresMigrationFiles embed.FS
 // migrationLock is the key of the advisory lock migrations run under: the
 // bytes of "bookapi" as one number.
 const migrationLock = 0x626f6f6b617069
+
+// pgAttempts bounds how often a write transaction that PostgreSQL aborted as
+// a serialization failure or a deadlock is run.
+const pgAttempts = 10
+
+// errSerialization is a write PostgreSQL aborted because a concurrent one
+// conflicted with it; it is errUnavailable once retries have run out.
+var errSerialization = fmt.Errorf("%w: concurrent transactions conflicted", errUnavailable)
+
+// isPostgres reports whether a -db value names a PostgreSQL database; any
+// other value is a SQLite file.
+func isPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// postgresName is a PostgreSQL URL without its user, password or parameters,
+// for messages.
+func postgresName(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "the PostgreSQL database"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
+}
+
+// openPostgres opens a pool of at most maxConns connections to the database
+// at dsn and migrates it.
+func openPostgres(ctx context.Context, dsn string, maxConns int) (*store, error) {
+	name := postgresName(dsn)
+	db, err := postgresPool(dsn, maxConns)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", name, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", name, oneLineError{err})
+	}
+	sub, err := fs.Sub(postgresMigrationFiles, "migrations/postgres")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := migratePostgres(ctx, db, sub); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", name, err)
+	}
+	return &store{w: db, r: db, read: &reader{db: db}, postgres: true}, nil
+}
+
+// oneLineError is err with its message on one line: pgx puts each failed
+// connection attempt (a host, with and without TLS) on a line of its own.
+type oneLineError struct{ err error }
+
+// Error joins err's lines.
+func (e oneLineError) Error() string {
+	msg := strings.ReplaceAll(e.err.Error(), ":\n\t", ": ")
+	return strings.ReplaceAll(msg, "\n\t", "; ")
+}
+
+// Unwrap returns err.
+func (e oneLineError) Unwrap() error { return e.err }
+
+// postgresPool returns a pool of at most maxConns connections to the
+// database at dsn, which take queries as the store writes them (pgConn). It
+// connects on first use.
+func postgresPool(dsn string, maxConns int) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(&pgConnector{Connector: stdlib.GetConnector(*cfg)})
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	return db, nil
+}
 
 // migratePostgres applies the steps in fsys that schema_migrations does not
 // list, each in its own transaction together with its row there. Every
@@ -85,4 +177,191 @@ func migrateNext(ctx context.Context, db *sql.DB, fsys fs.FS, steps []migrationS
 		return false, fmt.Errorf("migrate: %s: %w", s.name, classify(err))
 	}
 	return false, nil
+}
+
+// pgTx is tx on PostgreSQL: fn runs in a SERIALIZABLE transaction of its own
+// on the pool. One that PostgreSQL aborts as a serialization failure or a
+// deadlock is rolled back and run again, after a short random pause, up to
+// pgAttempts times; then it is errUnavailable. Like the SQLite writer, it
+// gives fn a context that is never cancelled, and close waits for it.
+func (st *store) pgTx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if st.closed {
+		return fmt.Errorf("%w: store closed", errUnavailable)
+	}
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for attempt := range pgAttempts {
+		if attempt > 0 {
+			time.Sleep(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond))))
+		}
+		if err = classify(pgTxOnce(ctx, st.w, fn)); !errors.Is(err, errSerialization) {
+			return err
+		}
+	}
+	return err
+}
+
+// pgTxOnce runs fn in one SERIALIZABLE transaction and commits it if fn
+// returns nil.
+func pgTxOnce(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable})
+	if err != nil {
+		return err
+	}
+	if err := fn(ctx, tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// postgresSentinel returns the store's sentinel error for a PostgreSQL or
+// connection error, or nil: a unique violation is errConflict; a
+// serialization failure or deadlock is errSerialization; a lost or refused
+// connection, a server out of connections, memory or disk, shutting down or
+// read-only (a standby) is errUnavailable. Other errors, a foreign key
+// violation among them, are bugs of ours, as on SQLite.
+func postgresSentinel(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "23505": // unique_violation
+			return errConflict
+		case pe.Code == "40001" || pe.Code == "40P01": // serialization_failure, deadlock_detected
+			return errSerialization
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			strings.HasPrefix(pe.Code, "53"),                               // insufficient resources
+			pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03", // shutting down, cannot connect now
+			pe.Code == "25006":                                             // read_only_sql_transaction
+			return errUnavailable
+		}
+		return nil
+	}
+	var ce *pgconn.ConnectError
+	var oe *net.OpError
+	if errors.As(err, &ce) || errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, driver.ErrBadConn) {
+		return errUnavailable
+	}
+	return nil
+}
+
+// pgConnector opens pgConns.
+type pgConnector struct {
+	driver.Connector
+	queries sync.Map // query text with ? -> the same with $N
+}
+
+// Connect opens a connection through pgx and wraps it.
+func (c *pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pgConn{Conn: conn.(*stdlib.Conn), queries: &c.queries}, nil
+}
+
+// pgConn is a pgx connection that takes the store's queries and arguments as
+// written for SQLite; everything else is pgx's.
+type pgConn struct {
+	*stdlib.Conn
+	queries *sync.Map
+}
+
+// rebind returns query with its ? placeholders numbered, rewriting each query
+// text once.
+func (c *pgConn) rebind(query string) string {
+	if q, ok := c.queries.Load(query); ok {
+		return q.(string)
+	}
+	q := numberPlaceholders(query)
+	c.queries.Store(query, q)
+	return q
+}
+
+// Prepare is stdlib.Conn's, for a query with ? placeholders.
+func (c *pgConn) Prepare(query string) (driver.Stmt, error) {
+	return c.Conn.Prepare(c.rebind(query))
+}
+
+// PrepareContext is stdlib.Conn's, for a query with ? placeholders.
+func (c *pgConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	return c.Conn.PrepareContext(ctx, c.rebind(query))
+}
+
+// ExecContext is stdlib.Conn's, for a query with ? placeholders.
+func (c *pgConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	return c.Conn.ExecContext(ctx, c.rebind(query), args)
+}
+
+// QueryContext is stdlib.Conn's, for a query with ? placeholders.
+func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.Conn.QueryContext(ctx, c.rebind(query), args)
+}
+
+// CheckNamedValue converts an argument as database/sql does for SQLite, then
+// makes it one PostgreSQL takes where SQLite's type affinity would: a bool is
+// stored as 0 or 1 (the admin column is an INTEGER, as on SQLite), and a
+// string holding NUL or invalid UTF-8, which PostgreSQL text cannot, has them
+// replaced by U+0001. No stored name, title or id holds either (the service
+// refuses control characters and invalid UTF-8 in them), so such a string
+// reaches the database only to be looked up, and the lookup finds nothing
+// instead of failing, as on SQLite.
+func (c *pgConn) CheckNamedValue(nv *driver.NamedValue) error {
+	v, err := driver.DefaultParameterConverter.ConvertValue(nv.Value)
+	if err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case bool:
+		v = int64(0)
+		if x {
+			v = int64(1)
+		}
+	case string:
+		if !utf8.ValidString(x) || strings.IndexByte(x, 0) >= 0 {
+			v = strings.ReplaceAll(strings.ToValidUTF8(x, "\x01"), "\x00", "\x01")
+		}
+	}
+	nv.Value = v
+	return nil
+}
+
+// numberPlaceholders rewrites each ? of query outside quotes and comments as
+// $1, $2, ... in order.
+func numberPlaceholders(query string) string {
+	if !strings.Contains(query, "?") {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		var open, end string // a quoted part or comment starting here, and what closes it
+		switch {
+		case query[i] == '?':
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		case query[i] == '\'' || query[i] == '"':
+			open, end = query[i:i+1], query[i:i+1]
+		case strings.HasPrefix(query[i:], "--"):
+			open, end = "--", "\n"
+		case strings.HasPrefix(query[i:], "/*"):
+			open, end = "/*", "*/"
+		default:
+			b.WriteByte(query[i])
+			continue
+		}
+		// Copy it whole; a doubled quote closes and reopens, which is the same.
+		j := strings.Index(query[i+len(open):], end)
+		if j < 0 {
+			b.WriteString(query[i:])
+			break
+		}
+		stop := i + len(open) + j + len(end)
+		b.WriteString(query[i:stop])
+		i = stop - 1
+	}
+	return b.String()
 }

@@ -37,11 +37,13 @@ var (
 
 // store is the service's persistence: one writer connection (SQLite allows a
 // single writer; queuing in Go is cheaper than SQLITE_BUSY retries) and a pool
-// of read-only connections on the same file.
+// of read-only connections on the same file. On PostgreSQL w and r are the
+// same pool and there is no writer goroutine (see postgres.go).
 type store struct {
-	w    *sql.DB
-	r    *sql.DB
-	read *reader // r through prepared statements
+	w        *sql.DB
+	r        *sql.DB
+	read     *reader // r through prepared statements
+	postgres bool    // a PostgreSQL database rather than a SQLite file
 
 	// Writes go to one goroutine that commits them in groups (see tx).
 	mu         sync.RWMutex // guards closed against sends on writes
@@ -179,8 +181,14 @@ func sqliteDSN(dsn string, readOnly bool) string {
 	return dsn + sep + strings.Join(params, "&")
 }
 
-// openStore opens the database at dsn, creating and migrating it as needed.
-func openStore(ctx context.Context, dsn string) (*store, error) {
+// openStore opens the database at dsn, a postgres:// URL or a SQLite file,
+// creating and migrating it as needed. maxConns sizes PostgreSQL's pool; on
+// SQLite it caps the read pool, which has at most one connection per core,
+// beside the one writer.
+func openStore(ctx context.Context, dsn string, maxConns int) (*store, error) {
+	if isPostgres(dsn) {
+		return openPostgres(ctx, dsn, maxConns)
+	}
 	w, err := sql.Open("sqlite", sqliteDSN(dsn, false))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", dsn, err)
@@ -208,7 +216,7 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
 	// Reads are CPU work on pages in memory: one connection per core.
-	n := runtime.NumCPU()
+	n := min(maxConns, runtime.NumCPU())
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	st := &store{w: w, r: r, read: &reader{db: r}, writes: make(chan writeJob, maxGroup), writerDone: make(chan struct{})}
@@ -216,14 +224,19 @@ func openStore(ctx context.Context, dsn string) (*store, error) {
 	return st, nil
 }
 
-// close checkpoints the WAL into the main file and closes both pools.
+// close checkpoints the WAL into the main file and closes both pools. On
+// PostgreSQL it waits for the write transactions under way, then closes the
+// pool.
 func (st *store) close() error {
 	st.mu.Lock()
-	if !st.closed {
-		st.closed = true
+	if !st.closed && !st.postgres {
 		close(st.writes)
 	}
+	st.closed = true
 	st.mu.Unlock()
+	if st.postgres {
+		return st.w.Close()
+	}
 	<-st.writerDone // every queued write is committed or refused first
 	rerr := st.r.Close()
 	_, _ = st.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -323,6 +336,9 @@ func classify(err error) error {
 			return fmt.Errorf("%w: %v", errUnavailable, err)
 		}
 	}
+	if sentinel := postgresSentinel(err); sentinel != nil {
+		return fmt.Errorf("%w: %v", sentinel, err)
+	}
 	return err
 }
 
@@ -338,7 +354,13 @@ func classify(err error) error {
 //
 // fn gets a context that is never cancelled: interrupting a statement would
 // make SQLite roll back the whole shared transaction.
+//
+// On PostgreSQL each call is a transaction of its own (pgTx), which may run
+// fn more than once: fn must set whatever it returns on every run.
 func (st *store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	if st.postgres {
+		return st.pgTx(ctx, fn)
+	}
 	job := writeJob{fn: fn, done: make(chan error, 1)}
 	st.mu.RLock()
 	if st.closed {
@@ -436,7 +458,7 @@ func (st *store) ping(ctx context.Context) error {
 		// An upsert that always changes the row, so there is always a page to
 		// write, even if the row was deleted.
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO health (id, probes) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET probes = probes + 1`)
+			`INSERT INTO health (id, probes) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET probes = health.probes + 1`)
 		return err
 	})
 	if err != nil {
@@ -453,15 +475,10 @@ func fromUnix(s int64) time.Time { return time.Unix(s, 0).UTC() }
 func (st *store) createUser(ctx context.Context, publicID, username, hash string, admin bool, now time.Time) (user, error) {
 	u := user{PublicID: publicID, Username: username, Admin: admin, CreatedAt: fromUnix(unix(now))}
 	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
+		return tx.QueryRowContext(ctx,
 			`INSERT INTO users (public_id, username, username_key, password_hash, admin, created_at)
-			 VALUES (?, ?, ?, ?, ?, ?)`,
-			publicID, username, foldKey(username), hash, admin, unix(now))
-		if err != nil {
-			return err
-		}
-		u.ID, err = res.LastInsertId()
-		return err
+			 VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+			publicID, username, foldKey(username), hash, admin, unix(now)).Scan(&u.ID)
 	})
 	if err != nil {
 		return user{}, fmt.Errorf("insert user: %w", err)
@@ -686,14 +703,11 @@ func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid:
 func (st *store) createBook(ctx context.Context, ownerID int64, title, author, isbn string, now time.Time) (book, error) {
 	var b book
 	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
+		var id int64
+		err := tx.QueryRowContext(ctx,
 			`INSERT INTO books (title, title_key, author, author_key, isbn, owner_id, created_at, updated_at)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			title, foldKey(title), author, foldKey(author), nullable(isbn), ownerID, unix(now), unix(now))
-		if err != nil {
-			return err
-		}
-		id, err := res.LastInsertId()
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			title, foldKey(title), author, foldKey(author), nullable(isbn), ownerID, unix(now), unix(now)).Scan(&id)
 		if err != nil {
 			return err
 		}
@@ -893,6 +907,7 @@ func (st *store) rotateRefresh(ctx context.Context, oldHash, newHash []byte, now
 	var u user
 	reused := false
 	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		reused = false
 		var sid string
 		var expires int64
 		var used sql.NullInt64
