@@ -728,9 +728,12 @@ func foldKey(s string) string {
 	return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, s)
 }
 
-// likePattern escapes s for a LIKE ... ESCAPE '\' substring match.
+// likePattern escapes s for a LIKE ... ESCAPE '\' substring match. SQLite's
+// LIKE would stop reading the pattern at a NUL, and PostgreSQL text cannot
+// hold one, so NUL becomes U+0001, a control character no title or author
+// holds either.
 func likePattern(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`, "\x00", "\x01")
 	return "%" + r.Replace(s) + "%"
 }
 

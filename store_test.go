@@ -624,6 +624,45 @@ func TestStoreSessionUser(t *testing.T) {
 	}
 }
 
+// TestStoreLookupsOfUnstorableText looks up names, titles and public ids
+// holding NUL or invalid UTF-8, which no stored name, title or id holds (and
+// PostgreSQL text cannot): each lookup finds nothing rather than failing, and
+// a failed login under such a name is counted like any other.
+func TestStoreLookupsOfUnstorableText(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "alice", false)
+	storeBook(t, st, alice, "Dune", "Frank Herbert")
+	for _, s := range []string{"ali\x00ce", "\x00", "ali\xffce", "\xff", "Du\x00ne"} {
+		if _, _, err := st.credentials(ctx, s); !errors.Is(err, errNotFound) {
+			t.Errorf("credentials(%q): err = %v, want errNotFound", s, err)
+		}
+		if _, err := userInfo(ctx, st.read, s); !errors.Is(err, errNotFound) {
+			t.Errorf("userInfo(%q): err = %v, want errNotFound", s, err)
+		}
+		if _, err := st.setAdmin(ctx, s, true); !errors.Is(err, errNotFound) {
+			t.Errorf("setAdmin(%q): err = %v, want errNotFound", s, err)
+		}
+		for _, f := range []bookFilter{{Q: s}, {Author: s}, {Owner: s}} {
+			f.Limit = 10
+			if books, err := st.listBooks(ctx, f); err != nil || len(books) != 0 {
+				t.Errorf("listBooks(%+v) = %d books, %v; want none", f, len(books), err)
+			}
+		}
+		key := foldKey(s)
+		if err := st.recordLoginFailure(ctx, key, "192.0.2.1", testStart, time.Minute); err != nil {
+			t.Errorf("recordLoginFailure(%q): %v", key, err)
+		}
+		if at, err := st.loginRetryAt(ctx, key, "192.0.2.1", testStart, time.Minute, 1, 1000); err != nil || at.IsZero() {
+			t.Errorf("loginRetryAt(%q) after one failure, limit 1 = %v, %v; want a time to wait for", key, at, err)
+		}
+		if err := st.clearLoginFailures(ctx, key); err != nil {
+			t.Errorf("clearLoginFailures(%q): %v", key, err)
+		}
+	}
+}
+
 func TestClassifyRealErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
