@@ -67,23 +67,33 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// testServer is the real server on a SQLite file in t.TempDir(), behind a
+// testServer is the real server on a database of its own (testDB), behind a
 // real HTTP listener, with a fixed clock and bcrypt at its minimum cost.
 type testServer struct {
 	*httptest.Server
 	s     *server
 	clock *testClock
 	logs  *syncBuffer
-	path  string // the database file
+	path  string // the database file or URL
+}
+
+// testDB returns a new, empty database for t: a SQLite file in t.TempDir(),
+// or, when t runs under TestPostgres, a PostgreSQL schema of its own.
+func testDB(t *testing.T) string {
+	t.Helper()
+	if onPostgres(t) {
+		return postgresDB(t)
+	}
+	return filepath.Join(t.TempDir(), "bookapi.db")
 }
 
 // testConfig is the configuration newTestServer uses; tests may start from
-// it to change a setting.
+// it to change a setting. Its database is testDB's.
 func testConfig(t *testing.T) config {
 	t.Helper()
 	return config{
 		addr:       "127.0.0.1:0",
-		db:         filepath.Join(t.TempDir(), "bookapi.db"),
+		db:         testDB(t),
 		dbMaxConns: defaultMaxConns(),
 		issuer:     "bookapi",
 		tokenTTL:   15 * time.Minute,
@@ -425,7 +435,7 @@ func (rs *runServer) loginAs(t *testing.T, username, password string) map[string
 
 func TestRunServesAndShutsDown(t *testing.T) {
 	t.Parallel()
-	db := filepath.Join(t.TempDir(), "run.db")
+	db := testDB(t)
 	rs := startRun(t, db, map[string]string{"SECRET_KEY": testSecret})
 	if r := rs.do(t, "GET", "/readyz", nil); r.status != http.StatusOK {
 		t.Errorf("GET /readyz: status = %d, want 200; body %s", r.status, r.body)
@@ -444,7 +454,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 
 func TestRunDrainsInFlightRequests(t *testing.T) {
 	t.Parallel()
-	db := filepath.Join(t.TempDir(), "drain.db")
+	db := testDB(t)
 	rs := startRun(t, db, map[string]string{"SECRET_KEY": testSecret})
 
 	// The signup asks for 100-continue: the server sends it only once the
@@ -872,7 +882,7 @@ func runCLI(t *testing.T, stdin string, args ...string) (string, error) {
 func TestRunUserCommands(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := filepath.Join(t.TempDir(), "cli.db")
+	db := testDB(t)
 	isAdmin := func(name string) bool {
 		t.Helper()
 		st, err := openStore(ctx, db, defaultMaxConns())

@@ -17,11 +17,11 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// openTestStore opens a store on a new SQLite file in t.TempDir(), closed by
+// openTestStore opens a store on a new database (testDB), closed by
 // t.Cleanup.
 func openTestStore(t *testing.T) *store {
 	t.Helper()
-	st, err := openStore(context.Background(), filepath.Join(t.TempDir(), "store.db"), defaultMaxConns())
+	st, err := openStore(context.Background(), testDB(t), defaultMaxConns())
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -180,7 +180,7 @@ func TestOpenStoreSchemaAndSettings(t *testing.T) {
 func TestOpenStoreReopenKeepsData(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "reopen.db")
+	path := testDB(t)
 	st, err := openStore(ctx, path, defaultMaxConns())
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
@@ -683,23 +683,8 @@ func TestClassifyRealErrors(t *testing.T) {
 
 	t.Run("constraints", func(t *testing.T) {
 		t.Parallel()
-		st := openTestStore(t)
-		alice := storeUser(t, st, "alice", false)
-		insert := `INSERT INTO users (public_id, username, username_key, password_hash, created_at) VALUES (?, ?, ?, 'h', 0)`
-		_, err := st.w.ExecContext(ctx, insert, "p2", "ALICE", "alice")
+		err := checkConstraintErrors(t, openTestStore(t))
 		wantCode(t, "duplicate username_key", err, sqlite3.SQLITE_CONSTRAINT_UNIQUE)
-		if !errors.Is(classify(err), errConflict) {
-			t.Errorf("classify(duplicate username_key: %v) = %v, want errConflict", err, classify(err))
-		}
-		_, err = st.w.ExecContext(ctx, `INSERT INTO users (id, public_id, username, username_key, password_hash, created_at) VALUES (?, 'p3', 'x', 'x', 'h', 0)`, alice.ID)
-		if !errors.Is(classify(err), errConflict) {
-			t.Errorf("classify(duplicate primary key: %v) = %v, want errConflict", err, classify(err))
-		}
-		// Other constraints are bugs of ours, not conflicts nor outages.
-		_, err = st.w.ExecContext(ctx, `INSERT INTO books (title, title_key, author, author_key, owner_id, created_at, updated_at) VALUES ('t', 't', 'a', 'a', 4242, 0, 0)`)
-		if err == nil || errors.Is(classify(err), errConflict) || errors.Is(classify(err), errUnavailable) {
-			t.Errorf("classify(foreign key violation: %v) = %v, want neither errConflict nor errUnavailable", err, classify(err))
-		}
 	})
 
 	t.Run("read-only connection", func(t *testing.T) {
@@ -821,6 +806,30 @@ func TestClassifyRealErrors(t *testing.T) {
 			t.Errorf("createUser on a closed store: err = %v, want errUnavailable", err)
 		}
 	})
+}
+
+// checkConstraintErrors breaks the unique, primary key and foreign key
+// constraints of a new store and checks what classify makes of each; it
+// returns the driver's error for the duplicate username_key.
+func checkConstraintErrors(t *testing.T, st *store) error {
+	t.Helper()
+	ctx := context.Background()
+	alice := storeUser(t, st, "alice", false)
+	insert := `INSERT INTO users (public_id, username, username_key, password_hash, created_at) VALUES (?, ?, ?, 'h', 0)`
+	_, dup := st.w.ExecContext(ctx, insert, "p2", "ALICE", "alice")
+	if !errors.Is(classify(dup), errConflict) {
+		t.Errorf("classify(duplicate username_key: %v) = %v, want errConflict", dup, classify(dup))
+	}
+	_, err := st.w.ExecContext(ctx, `INSERT INTO users (id, public_id, username, username_key, password_hash, created_at) VALUES (?, 'p3', 'x', 'x', 'h', 0)`, alice.ID)
+	if !errors.Is(classify(err), errConflict) {
+		t.Errorf("classify(duplicate primary key: %v) = %v, want errConflict", err, classify(err))
+	}
+	// Other constraints are bugs of ours, not conflicts nor outages.
+	_, err = st.w.ExecContext(ctx, `INSERT INTO books (title, title_key, author, author_key, owner_id, created_at, updated_at) VALUES ('t', 't', 'a', 'a', 4242, 0, 0)`)
+	if err == nil || errors.Is(classify(err), errConflict) || errors.Is(classify(err), errUnavailable) {
+		t.Errorf("classify(foreign key violation: %v) = %v, want neither errConflict nor errUnavailable", err, classify(err))
+	}
+	return dup
 }
 
 // wantCode fails the test unless err is a SQLite error with that extended
@@ -958,16 +967,23 @@ func TestGroupCommitIsolatesJobs(t *testing.T) {
 }
 
 // TestTxAfterClose checks that a write after close is refused as
-// unavailable rather than hanging or panicking.
+// unavailable rather than hanging or panicking, and so are a read and ping.
 func TestTxAfterClose(t *testing.T) {
 	t.Parallel()
-	st, err := openStore(context.Background(), filepath.Join(t.TempDir(), "closed.db"), defaultMaxConns())
+	ctx := context.Background()
+	st, err := openStore(ctx, testDB(t), defaultMaxConns())
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.close()
-	err = st.tx(context.Background(), func(context.Context, *sql.Tx) error { return nil })
+	err = st.tx(ctx, func(context.Context, *sql.Tx) error { return nil })
 	if !errors.Is(err, errUnavailable) {
 		t.Errorf("tx after close: err = %v, want errUnavailable", err)
+	}
+	if _, _, err := st.credentials(ctx, "alice"); !errors.Is(err, errUnavailable) {
+		t.Errorf("credentials after close: err = %v, want errUnavailable", err)
+	}
+	if err := st.ping(ctx); !errors.Is(err, errUnavailable) {
+		t.Errorf("ping after close: err = %v, want errUnavailable", err)
 	}
 }
