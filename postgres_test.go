@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -549,6 +550,74 @@ func TestPostgresClassify(t *testing.T) {
 		t.Errorf("counter after %d concurrent increments = %q (%v), want %d: none lost", writers, got, err, writers)
 	}
 
+}
+
+// pgInstance is one of the instances of TestPostgresSeveralInstances.
+type pgInstance struct {
+	name string
+	*child
+}
+
+// TestPostgresSeveralInstances runs two bookapi processes on one database and
+// checks that they act as one service: tokens, sessions, spent refresh
+// tokens, login throttling and books are shared at once.
+func TestPostgresSeveralInstances(t *testing.T) {
+	t.Parallel()
+	db := postgresDB(t)
+	bin := buildBinary(t)
+	a := pgInstance{"A", startChild(t, bin, db)}
+	b := pgInstance{"B", startChild(t, bin, db)}
+	want := func(inst pgInstance, method, path string, body any, status int, headers ...string) *response {
+		t.Helper()
+		r := inst.do(t, method, path, body, headers...)
+		if r.status != status {
+			t.Fatalf("%s on %s: status = %d, want %d; body %s", method+" "+path, inst.name, r.status, status, r.body)
+		}
+		return r
+	}
+	creds := map[string]string{"username": "alice", "password": "password-of-alice"}
+	want(a, "POST", "/signup", creds, http.StatusCreated)
+	login := want(a, "POST", "/login", creds, http.StatusCreated).json(t)
+	token, refresh := login["token"].(string), login["refresh_token"].(string)
+
+	// A token issued by A works on B, and a book created on A is listed by B.
+	want(b, "GET", "/me", nil, http.StatusOK, bearer(token)...)
+	want(a, "POST", "/bookapi/books", map[string]string{"title": "Made on A", "author": "Someone"}, http.StatusCreated, bearer(token)...)
+	if list := want(b, "GET", "/bookapi/books", nil, http.StatusOK, bearer(token)...); !strings.Contains(string(list.body), "Made on A") {
+		t.Errorf("GET /bookapi/books on B: %s, want the book made on A", list.body)
+	}
+
+	// A refresh token spent on A is spent on B: presenting it there is a
+	// reuse, which ends the session on both.
+	renewed := want(a, "POST", "/refresh", map[string]string{"refresh_token": refresh}, http.StatusCreated).json(t)
+	want(b, "POST", "/refresh", map[string]string{"refresh_token": refresh}, http.StatusUnauthorized)
+	want(a, "GET", "/me", nil, http.StatusUnauthorized, bearer(renewed["token"].(string))...)
+	want(b, "POST", "/refresh", map[string]string{"refresh_token": renewed["refresh_token"].(string)}, http.StatusUnauthorized)
+
+	// Logout on A ends the session on B at once.
+	second := want(b, "POST", "/login", creds, http.StatusCreated).json(t)["token"].(string)
+	want(b, "GET", "/me", nil, http.StatusOK, bearer(second)...)
+	want(a, "POST", "/logout", nil, http.StatusOK, bearer(second)...)
+	want(b, "GET", "/me", nil, http.StatusUnauthorized, bearer(second)...)
+
+	// Failed logins count on both: five (the default limit), alternating,
+	// throttle the username on either.
+	wrong := map[string]string{"username": "alice", "password": "wrong password"}
+	for i := range 5 {
+		inst := []pgInstance{a, b}[i%2]
+		want(inst, "POST", "/login", wrong, http.StatusUnauthorized)
+	}
+	for _, inst := range []pgInstance{a, b} {
+		want(inst, "POST", "/login", creds, http.StatusTooManyRequests)
+	}
+
+	for _, inst := range []pgInstance{a, b} {
+		want(inst, "GET", "/readyz", nil, http.StatusOK)
+		inst.stop(t)
+		if logs := inst.logs(t); strings.Contains(logs, "level=ERROR") {
+			t.Errorf("instance %s logged an error:\n%s", inst.name, logs)
+		}
+	}
 }
 
 // TestPostgresNeedsSecretKey checks that a PostgreSQL URL without SECRET_KEY
