@@ -120,7 +120,6 @@ type book struct {
 	Title     string
 	Author    string
 	ISBN      string
-	OwnerID   int64
 	Owner     string
 	CreatedAt time.Time
 	UpdatedAt time.Time
@@ -491,12 +490,61 @@ const userColumns = `u.id, u.public_id, u.username, u.admin, u.created_at`
 // scanner is what *sql.Row and *sql.Rows share.
 type scanner interface{ Scan(...any) error }
 
+// userDest returns the scan destinations of userColumns into u, then extra.
+func userDest(u *user, extra ...any) []any {
+	return append([]any{(*intCol)(&u.ID), &u.PublicID, &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt)}, extra...)
+}
+
 func scanUser(sc scanner, extra ...any) (user, error) {
 	var u user
-	var created int64
-	err := sc.Scan(append([]any{&u.ID, &u.PublicID, &u.Username, &u.Admin, &created}, extra...)...)
-	u.CreatedAt = fromUnix(created)
+	err := sc.Scan(userDest(&u, extra...)...)
 	return u, err
+}
+
+// intCol scans an integer column straight into an int64. Both drivers hand
+// integers over as int64, which database/sql would otherwise assign through
+// reflection: a cost every row of a list pays once per integer column.
+type intCol int64
+
+// Scan implements sql.Scanner.
+func (n *intCol) Scan(src any) error {
+	v, ok := src.(int64)
+	if !ok {
+		return fmt.Errorf("scan integer column: got %T", src)
+	}
+	*n = intCol(v)
+	return nil
+}
+
+// unixCol scans a column of unix seconds into a UTC time.Time.
+type unixCol time.Time
+
+// Scan implements sql.Scanner.
+func (t *unixCol) Scan(src any) error {
+	var n intCol
+	if err := n.Scan(src); err != nil {
+		return err
+	}
+	*t = unixCol(fromUnix(int64(n)))
+	return nil
+}
+
+// textCol scans a nullable text column, NULL as "".
+type textCol string
+
+// Scan implements sql.Scanner.
+func (s *textCol) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*s = ""
+	case string:
+		*s = textCol(v)
+	case []byte:
+		*s = textCol(v)
+	default:
+		return fmt.Errorf("scan text column: got %T", src)
+	}
+	return nil
 }
 
 // credentials returns the user with this username (any letter case) and the
@@ -669,15 +717,18 @@ func (st *store) deleteUser(ctx context.Context, publicID string) (int64, error)
 	return sessions, nil
 }
 
-const bookColumns = `b.id, b.title, b.author, b.isbn, b.owner_id, u.username, b.created_at, b.updated_at`
+const bookColumns = `b.id, b.title, b.author, b.isbn, u.username, b.created_at, b.updated_at`
+
+// bookDest returns the scan destinations of bookColumns into b. A list
+// scans every row into the same b through one dest.
+func bookDest(b *book) []any {
+	return []any{(*intCol)(&b.ID), &b.Title, &b.Author, (*textCol)(&b.ISBN), &b.Owner,
+		(*unixCol)(&b.CreatedAt), (*unixCol)(&b.UpdatedAt)}
+}
 
 func scanBook(sc scanner) (book, error) {
 	var b book
-	var isbn sql.NullString
-	var created, updated int64
-	err := sc.Scan(&b.ID, &b.Title, &b.Author, &isbn, &b.OwnerID, &b.Owner, &created, &updated)
-	b.ISBN = isbn.String
-	b.CreatedAt, b.UpdatedAt = fromUnix(created), fromUnix(updated)
+	err := sc.Scan(bookDest(&b)...)
 	return b, err
 }
 
@@ -764,9 +815,10 @@ func (st *store) listBooks(ctx context.Context, f bookFilter) ([]book, error) {
 	}
 	defer rows.Close()
 	books := []book{}
+	var b book
+	dest := bookDest(&b)
 	for rows.Next() {
-		b, err := scanBook(rows)
-		if err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("list books: %w", classify(err))
 		}
 		books = append(books, b)
