@@ -1615,6 +1615,40 @@ func (bs *benchServer) serve(b *testing.B, method, path, body string, want int) 
 	return w.Body.Bytes()
 }
 
+// bookResponse is the reference encoding of a book: appendBook must write
+// what encoding/json writes for it.
+type bookResponse struct {
+	ID        int64  `json:"id"`
+	Title     string `json:"title"`
+	Author    string `json:"author"`
+	ISBN      string `json:"isbn,omitempty"`
+	Owner     string `json:"owner"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+func TestAppendBook(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 27, 16, 20, 11, 999, time.UTC)
+	zone := time.FixedZone("UTC+5", 5*3600)
+	for i, b := range []book{
+		{ID: 1, Title: "Dune", Author: "Frank Herbert", ISBN: "9780441172719", Owner: "alice", CreatedAt: at, UpdatedAt: at},
+		{ID: 1 << 62, Title: "No ISBN", Author: "A", Owner: "bob", CreatedAt: at, UpdatedAt: at.Add(time.Hour)},
+		{ID: 7, Title: `<script>"x" & \y</script>`, Author: "Οδυσσεύς \u2028", ISBN: "0-19-852663-6", Owner: "ΟΔΥΣΣΕΎΣ",
+			CreatedAt: at.In(zone), UpdatedAt: time.Unix(0, 0).UTC()},
+		{ID: 8, Title: "ctl \x00\x1f\t\n", Author: "bad \xff utf-8", Owner: "o", CreatedAt: at, UpdatedAt: at},
+	} {
+		want, err := json.Marshal(bookResponse{ID: b.ID, Title: b.Title, Author: b.Author, ISBN: b.ISBN, Owner: b.Owner,
+			CreatedAt: timestamp(b.CreatedAt), UpdatedAt: timestamp(b.UpdatedAt)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendBook([]byte("["), b); string(got) != "["+string(want) {
+			t.Errorf("book %d: appendBook = %s, want [%s", i, got, want)
+		}
+	}
+}
+
 // BenchmarkAPI measures whole requests through the middleware, the mux and
 // a real SQLite file: go test -run '^$' -bench API -benchmem
 func BenchmarkAPI(b *testing.B) {

@@ -205,6 +205,8 @@ func sqliteOnlyTests() map[string]string {
 		"TestParseServePrecedence":          noDB,
 		"TestPreviousKeysConfig":            noDB,
 		"TestCORS":                          noDB,
+		"TestAppendBook":                    noDB,
+		"TestAppendJSONString":              noDB,
 		"TestCORSOriginsConfig":             noDB,
 		"TestDebugListener":                 noDB,
 		"TestBcryptCounters":                noDB,

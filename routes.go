@@ -27,6 +27,10 @@ type server struct {
 	// slotWait is how long a request waits for a bcrypt slot before a 503.
 	slotWait time.Duration
 
+	// bodies recycles the buffers book lists are written into
+	// (*[]byte, each at most maxPooledBody).
+	bodies sync.Pool
+
 	// dummyHash is compared against at login when the user does not exist,
 	// so that an unknown user costs the same bcrypt work as a wrong password.
 	dummyHash func() []byte
@@ -40,6 +44,7 @@ func newServer(cfg config, db *store, log *slog.Logger, keys keyring, now func()
 	}
 	s := &server{cfg: cfg, db: db, log: log, keys: keys, now: now, slots: make(chan struct{}, n), slotWait: 5 * time.Second,
 		metrics: newMetrics(), requestIDs: newIDSource()}
+	s.bodies.New = func() any { return new([]byte) }
 	cost := cfg.bcryptCost
 	s.dummyHash = sync.OnceValue(func() []byte {
 		h, err := bcrypt.GenerateFromPassword([]byte("bookapi dummy password"), cost)
