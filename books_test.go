@@ -1602,7 +1602,11 @@ func (bs *benchServer) serve(b *testing.B, method, path, body string, want int) 
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req := httptest.NewRequest(method, path, rd)
+	// A cancellable context, as net/http gives every request: the store
+	// treats those differently from context.Background.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, method, path, rd)
 	req.Header.Set("Content-Type", "application/json")
 	if bs.token != "" {
 		req.Header.Set("Authorization", "Bearer "+bs.token)
