@@ -82,12 +82,6 @@ func badJSON(format string, a ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: "invalid_json", msg: fmt.Sprintf(format, a...)}
 }
 
-// errorBody is the one shape of every error response.
-type errorBody struct {
-	Message string `json:"message"`
-	Error   string `json:"error"`
-}
-
 // serveError writes err as the contract's error body: an *apiError as it is,
 // errUnavailable as 503, and anything else as a 500 whose details go only to
 // the log.
@@ -112,7 +106,13 @@ func (s *server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.retryAfter > 0 {
 		w.Header().Set("Retry-After", fmt.Sprint(ae.retryAfter))
 	}
-	writeJSON(w, ae.status, errorBody{Message: ae.msg, Error: ae.code})
+	// Every error body has this one shape, written by hand: refusals (bad
+	// tokens above all) are frequent enough that reflection would show.
+	body := append(make([]byte, 0, 32+len(ae.msg)+len(ae.code)), `{"message":`...)
+	body = appendJSONString(body, ae.msg)
+	body = append(body, `,"error":`...)
+	body = appendJSONString(body, ae.code)
+	writeBody(w, ae.status, append(body, "}\n"...))
 }
 
 // writeJSON writes v as the response body with the given status. Headers are

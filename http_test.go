@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -23,6 +25,36 @@ func TestAppendJSONString(t *testing.T) {
 		}
 		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
 			t.Errorf("appendJSONString(%q) = %s, want x%s", s, got, want)
+		}
+	}
+}
+
+// errorBody is the reference encoding of every error answer: serveError
+// must write what encoding/json writes for it.
+type errorBody struct {
+	Message string `json:"message"`
+	Error   string `json:"error"`
+}
+
+func TestServeErrorBody(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t).s
+	for _, ae := range []*apiError{
+		errInvalidToken, errBookExists, errMethodNotAllowed,
+		badRequest("Member %q must be a string.", "<tïtle>\"&\\"),
+		badJSON("The body is not valid JSON: %s.", "invalid character '\\x00' \u2028"),
+	} {
+		w := httptest.NewRecorder()
+		s.serveError(w, httptest.NewRequest("GET", "/", nil), ae)
+		want, err := json.Marshal(errorBody{Message: ae.msg, Error: ae.code})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Code != ae.status || w.Body.String() != string(want)+"\n" {
+			t.Errorf("serveError(%s): %d %s, want %d %s", ae.code, w.Code, w.Body, ae.status, want)
+		}
+		if got := w.Header().Get("Content-Length"); got != strconv.Itoa(w.Body.Len()) {
+			t.Errorf("serveError(%s): Content-Length %s for a body of %d bytes", ae.code, got, w.Body.Len())
 		}
 	}
 }
