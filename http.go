@@ -360,7 +360,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r)
 		d := time.Since(start)
 		s.metrics.observe(r.Method, r.Pattern, sw.status, d)
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, accessMessage,
 			slog.String("method", r.Method),
 			slog.String("pattern", r.Pattern),
 			slog.Int("status", sw.status),

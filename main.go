@@ -300,14 +300,6 @@ func parseOrigins(list string) ([]string, error) {
 	return origins, nil
 }
 
-// newLogger builds the one logger, writing text or JSON to w.
-func newLogger(format string, w io.Writer) *slog.Logger {
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, nil))
-	}
-	return slog.New(slog.NewTextHandler(w, nil))
-}
-
 // loadSecret returns the signing secret stored beside the database, creating
 // it (mode 0600) on first start.
 func loadSecret(dbFile string) ([]byte, bool, error) {
@@ -350,7 +342,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.logFormat, stderr)
+	logs := newBatchWriter(stderr, batchDelay)
+	defer logs.flush() // registered first, so it runs after every other line
+	log := newLogger(cfg.logFormat, logs)
 
 	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns)
 	if err != nil {
