@@ -218,12 +218,18 @@ func pgTxOnce(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx)
 }
 
 // postgresSentinel returns the store's sentinel error for a PostgreSQL or
-// connection error, or nil: a unique violation is errConflict; a
-// serialization failure or deadlock is errSerialization; a lost or refused
-// connection, a server out of connections, memory or disk, shutting down or
-// read-only (a standby) is errUnavailable. Other errors, a foreign key
-// violation among them, are bugs of ours, as on SQLite.
+// connection error, or nil: a connection that could not be opened, whatever
+// the server answered (a missing database, a refused login, one that does
+// not take connections now), a lost connection, a server out of
+// connections, memory or disk, shutting down or read-only (a standby) is
+// errUnavailable; a unique violation is errConflict; a serialization failure
+// or deadlock is errSerialization. Other errors, a foreign key violation
+// among them, are bugs of ours, as on SQLite.
 func postgresSentinel(err error) error {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) { // before PgError, which it may wrap
+		return errUnavailable
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
@@ -239,9 +245,8 @@ func postgresSentinel(err error) error {
 		}
 		return nil
 	}
-	var ce *pgconn.ConnectError
 	var oe *net.OpError
-	if errors.As(err, &ce) || errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, driver.ErrBadConn) {
+	if errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, driver.ErrBadConn) {
 		return errUnavailable
 	}
 	return nil

@@ -516,6 +516,23 @@ func TestPostgresClassify(t *testing.T) {
 		t.Errorf("tx with the server unreachable: err = %v, want errUnavailable", err)
 	}
 
+	// A server that answers but refuses the connection (here: no such
+	// database; also a dropped role or a database closed to connections)
+	// is unavailable too, for reads and writes alike.
+	u, err := url.Parse(postgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/bookapi_no_such_database"
+	refused := pgRaw(t, u.String())
+	if _, err := userInfo(ctx, refused, "p"); !errors.Is(err, errUnavailable) {
+		t.Errorf("read with the connection refused by the server: err = %v, want errUnavailable", err)
+	}
+	gone := &store{postgres: true, w: refused}
+	if err := gone.tx(ctx, func(context.Context, *sql.Tx) error { return nil }); !errors.Is(err, errUnavailable) {
+		t.Errorf("tx with the connection refused by the server: err = %v, want errUnavailable", err)
+	}
+
 	// Transactions that each read a row, then write it, conflict under
 	// SERIALIZABLE; the losers are run again until each has had its turn.
 	storeBook(t, st, alice, "Counter", "0")
