@@ -136,7 +136,11 @@ func migratePostgres(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 // migrateNext applies the first step schema_migrations does not list and
 // reports whether none was left.
 func migrateNext(ctx context.Context, db *sql.DB, fsys fs.FS, steps []migrationStep) (bool, error) {
-	tx, err := db.BeginTx(ctx, nil)
+	// READ COMMITTED whatever the server's default: each statement after the
+	// lock must see what the lock's previous holder committed, and a
+	// REPEATABLE READ or SERIALIZABLE transaction would keep the snapshot of
+	// its first statement, taken before the lock was granted.
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return false, fmt.Errorf("migrate: %w", classify(err))
 	}

@@ -436,10 +436,20 @@ func TestPostgresMigrate(t *testing.T) {
 
 // TestPostgresMigrateConcurrently starts several stores on one new schema at
 // once: the advisory lock lets one apply each step while the others wait, so
-// all open and each step is applied once.
+// all open and each step is applied once. Their connections default to
+// SERIALIZABLE, as a database may be set up to: a migration transaction
+// that took its snapshot before the lock would not see the step the lock's
+// previous holder committed.
 func TestPostgresMigrateConcurrently(t *testing.T) {
 	t.Parallel()
-	db := postgresDB(t)
+	u, err := url.Parse(postgresDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("default_transaction_isolation", "serializable")
+	u.RawQuery = q.Encode()
+	db := u.String()
 	const n = 6
 	errs := make([]error, n)
 	var wg sync.WaitGroup
