@@ -183,7 +183,9 @@ func dbFlags(f *flags, cfg *config) {
 
 // checkDB validates the flags of dbFlags.
 func checkDB(cfg config) error {
-	if cfg.db == "" || strings.Contains(cfg.db, ":memory:") || strings.Contains(cfg.db, "mode=memory") {
+	// Only a SQLite value can ask for memory, and only it may be repeated:
+	// a PostgreSQL URL may hold a password, ":memory:" in it or not.
+	if cfg.db == "" || !isPostgres(cfg.db) && (strings.Contains(cfg.db, ":memory:") || strings.Contains(cfg.db, "mode=memory")) {
 		return fmt.Errorf("-db: want a database file, not %q", cfg.db)
 	}
 	if cfg.dbMaxConns < 1 {

@@ -687,6 +687,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		{"bad DB_MAX_CONNS env", nil, map[string]string{"DB_MAX_CONNS": "0"}, "-db-max-conns"},
 		{"postgres without SECRET_KEY", []string{"-db", "postgres://127.0.0.1:1/bookapi"}, nil, "SECRET_KEY"},
 		{"postgres unreachable", []string{"-db", "postgres://postgres:hunter2@127.0.0.1:1/bookapi"}, map[string]string{"SECRET_KEY": testSecret}, "postgres://127.0.0.1:1/bookapi"},
+		{"postgres password with :memory:", []string{"-db", "postgres://postgres:hunter2:memory:@127.0.0.1:1/bookapi"}, map[string]string{"SECRET_KEY": testSecret}, "postgres://127.0.0.1:1/bookapi"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

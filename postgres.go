@@ -136,7 +136,11 @@ func migratePostgres(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 // migrateNext applies the first step schema_migrations does not list and
 // reports whether none was left.
 func migrateNext(ctx context.Context, db *sql.DB, fsys fs.FS, steps []migrationStep) (bool, error) {
-	tx, err := db.BeginTx(ctx, nil)
+	// READ COMMITTED whatever the server's default: each statement after the
+	// lock must see what the lock's previous holder committed, and a
+	// REPEATABLE READ or SERIALIZABLE transaction would keep the snapshot of
+	// its first statement, taken before the lock was granted.
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return false, fmt.Errorf("migrate: %w", classify(err))
 	}
@@ -218,12 +222,18 @@ func pgTxOnce(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx)
 }
 
 // postgresSentinel returns the store's sentinel error for a PostgreSQL or
-// connection error, or nil: a unique violation is errConflict; a
-// serialization failure or deadlock is errSerialization; a lost or refused
-// connection, a server out of connections, memory or disk, shutting down or
-// read-only (a standby) is errUnavailable. Other errors, a foreign key
-// violation among them, are bugs of ours, as on SQLite.
+// connection error, or nil: a connection that could not be opened, whatever
+// the server answered (a missing database, a refused login, one that does
+// not take connections now), a lost connection, a server out of
+// connections, memory or disk, shutting down or read-only (a standby) is
+// errUnavailable; a unique violation is errConflict; a serialization failure
+// or deadlock is errSerialization. Other errors, a foreign key violation
+// among them, are bugs of ours, as on SQLite.
 func postgresSentinel(err error) error {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) { // before PgError, which it may wrap
+		return errUnavailable
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
@@ -239,9 +249,8 @@ func postgresSentinel(err error) error {
 		}
 		return nil
 	}
-	var ce *pgconn.ConnectError
 	var oe *net.OpError
-	if errors.As(err, &ce) || errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, driver.ErrBadConn) {
+	if errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, driver.ErrBadConn) {
 		return errUnavailable
 	}
 	return nil

@@ -444,10 +444,20 @@ func TestPostgresMigrate(t *testing.T) {
 
 // TestPostgresMigrateConcurrently starts several stores on one new schema at
 // once: the advisory lock lets one apply each step while the others wait, so
-// all open and each step is applied once.
+// all open and each step is applied once. Their connections default to
+// SERIALIZABLE, as a database may be set up to: a migration transaction
+// that took its snapshot before the lock would not see the step the lock's
+// previous holder committed.
 func TestPostgresMigrateConcurrently(t *testing.T) {
 	t.Parallel()
-	db := postgresDB(t)
+	u, err := url.Parse(postgresDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("default_transaction_isolation", "serializable")
+	u.RawQuery = q.Encode()
+	db := u.String()
 	const n = 6
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -522,6 +532,23 @@ func TestPostgresClassify(t *testing.T) {
 	down := &store{postgres: true, w: pgRaw(t, "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=5")}
 	if err := down.tx(ctx, func(context.Context, *sql.Tx) error { return nil }); !errors.Is(err, errUnavailable) {
 		t.Errorf("tx with the server unreachable: err = %v, want errUnavailable", err)
+	}
+
+	// A server that answers but refuses the connection (here: no such
+	// database; also a dropped role or a database closed to connections)
+	// is unavailable too, for reads and writes alike.
+	u, err := url.Parse(postgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/bookapi_no_such_database"
+	refused := pgRaw(t, u.String())
+	if _, err := userInfo(ctx, refused, "p"); !errors.Is(err, errUnavailable) {
+		t.Errorf("read with the connection refused by the server: err = %v, want errUnavailable", err)
+	}
+	gone := &store{postgres: true, w: refused}
+	if err := gone.tx(ctx, func(context.Context, *sql.Tx) error { return nil }); !errors.Is(err, errUnavailable) {
+		t.Errorf("tx with the connection refused by the server: err = %v, want errUnavailable", err)
 	}
 
 	// Transactions that each read a row, then write it, conflict under
