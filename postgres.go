@@ -101,17 +101,39 @@ func (e oneLineError) Error() string {
 // Unwrap returns err.
 func (e oneLineError) Unwrap() error { return e.err }
 
+// pgConfig parses dsn, adding the connect timeout it lacks. Without one
+// (connect_timeout in the URL), a host that drops packets would hold every
+// request that needs a new connection for the operating system's minutes.
+func pgConfig(dsn string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = pgConnectTimeout
+	}
+	return cfg, nil
+}
+
+// pgConnectTimeout bounds a new connection when the URL sets no
+// connect_timeout.
+const pgConnectTimeout = 5 * time.Second
+
 // postgresPool returns a pool of at most maxConns connections to the
 // database at dsn, which take queries as the store writes them (pgConn). It
 // connects on first use.
 func postgresPool(dsn string, maxConns int) (*sql.DB, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := pgConfig(dsn)
 	if err != nil {
 		return nil, err
 	}
 	db := sql.OpenDB(&pgConnector{Connector: stdlib.GetConnector(*cfg)})
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
+	// Renewed now and then, so that a failover, a PgBouncer restart or a
+	// rebalanced load balancer is followed without a restart of bookapi.
+	db.SetConnMaxLifetime(30 * time.Minute)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	return db, nil
 }
 

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 // skipNoPostgres says why the PostgreSQL tests did not run.
@@ -181,6 +182,7 @@ func sqliteOnlyTests() map[string]string {
 		twin     = "about SQLite's migrations (PRAGMA user_version); TestPostgresMigrate is its twin"
 		classify = "SQLite's result codes; TestPostgresClassify is its twin"
 		file     = "a SQLite file under a killed, full, read-only or broken process or disk"
+		logs     = "logging or the debug listener, on a SQLite file: nothing of the store is tested"
 	)
 	return map[string]string{
 		"TestOpenStoreSchemaAndSettings":    sqlite,
@@ -200,7 +202,7 @@ func sqliteOnlyTests() map[string]string {
 		"TestRunTokenTTLPrecedence":         noDB,
 		"TestRunRefusesBadConfiguration":    noDB,
 		"TestRunHelpPrintsUsage":            noDB,
-		"TestRunJSONLogs":                   noDB,
+		"TestRunJSONLogs":                   logs,
 		"TestRunVersion":                    noDB,
 		"TestParseServePrecedence":          noDB,
 		"TestPreviousKeysConfig":            noDB,
@@ -214,7 +216,7 @@ func sqliteOnlyTests() map[string]string {
 		"TestBatchWriterConcurrent":         noDB,
 		"TestLoggerBatchesAccessLines":      noDB,
 		"TestCORSOriginsConfig":             noDB,
-		"TestDebugListener":                 noDB,
+		"TestDebugListener":                 logs,
 		"TestBcryptCounters":                noDB,
 		"TestPanicIsRecovered":              noDB,
 		"TestOpenAPIMatchesRoutes":          noDB,
@@ -667,6 +669,25 @@ func TestPostgresNeedsSecretKey(t *testing.T) {
 		}
 		if _, err := parseServe([]string{"-db", db}, runEnv(map[string]string{"SECRET_KEY": testSecret}), io.Discard); err != nil {
 			t.Errorf("parseServe(-db %s) with SECRET_KEY: %v", db, err)
+		}
+	}
+}
+
+func TestPostgresConnectTimeout(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url  string
+		want time.Duration
+	}{
+		{"postgres://postgres@127.0.0.1:5432/bookapi", pgConnectTimeout},
+		{"postgres://postgres@127.0.0.1:5432/bookapi?connect_timeout=2", 2 * time.Second},
+	} {
+		cfg, err := pgConfig(tc.url)
+		if err != nil {
+			t.Fatalf("pgConfig(%s): %v", tc.url, err)
+		}
+		if cfg.ConnectTimeout != tc.want {
+			t.Errorf("pgConfig(%s): ConnectTimeout = %v, want %v", tc.url, cfg.ConnectTimeout, tc.want)
 		}
 	}
 }
