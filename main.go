@@ -28,7 +28,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -167,15 +166,16 @@ func (f *flags) parse(args []string, getenv func(string) string) error {
 	return nil
 }
 
-// defaultMaxConns is the default of -db-max-conns: pgxpool's default, and
-// on SQLite one reader per core.
-func defaultMaxConns() int { return max(4, runtime.NumCPU()) }
+// defaultMaxConns is the default of -db-max-conns: enough readers on
+// SQLite that concurrent requests rarely wait for one (see openStore), and a
+// modest pool per instance on PostgreSQL.
+func defaultMaxConns() int { return 16 }
 
 // dbFlags defines the flags every command shares.
 func dbFlags(f *flags, cfg *config) {
 	f.StringVar(&cfg.db, "db", "bookapi.db", "SQLite file path or file: URI, or a postgres:// URL")
 	f.bind("db", "DATABASE_URL")
-	f.IntVar(&cfg.dbMaxConns, "db-max-conns", defaultMaxConns(), "PostgreSQL: connections in the pool; SQLite: at most this many readers (one per core at most)")
+	f.IntVar(&cfg.dbMaxConns, "db-max-conns", defaultMaxConns(), "PostgreSQL: connections in the pool; SQLite: read-only connections")
 	f.bind("db-max-conns", "DB_MAX_CONNS")
 	f.IntVar(&cfg.bcryptCost, "bcrypt-cost", 12, "bcrypt cost (4-31)")
 	f.bind("bcrypt-cost", "BOOKAPI_BCRYPT_COST")
