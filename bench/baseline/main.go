@@ -77,16 +77,19 @@ type claims struct {
 
 // app is the baseline's whole state: a canned book list, one user, a key.
 type app struct {
-	books    []book // the canned list; never changes
-	user     string
-	publicID string
-	hash     []byte        // bcrypt hash of the user's password
-	slots    chan struct{} // bounds bcrypt work like bookapi's pool
-	secret   []byte
-	header   string // base64url of the JOSE header, as bookapi's newKey builds it
-	ttl      time.Duration
-	nextID   atomic.Int64
-	creates  atomic.Int64
+	books []book // the canned list; never changes
+	// Canned bodies, encoded once at start: the list, each book, the 401.
+	listBody, unauthorizedBody []byte
+	bookBodies                 [][]byte
+	user                       string
+	publicID                   string
+	hash                       []byte        // bcrypt hash of the user's password
+	slots                      chan struct{} // bounds bcrypt work like bookapi's pool
+	secret                     []byte
+	header                     string // base64url of the JOSE header, as bookapi's newKey builds it
+	ttl                        time.Duration
+	nextID                     atomic.Int64
+	creates                    atomic.Int64
 }
 
 // serve runs the baseline server until SIGINT or SIGTERM.
@@ -128,6 +131,7 @@ func serve(args []string) error {
 			Author: "Bench Author", Owner: a.user, CreatedAt: now, UpdatedAt: now})
 	}
 	a.nextID.Store(int64(*nbooks))
+	a.encodeBodies()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /login", a.login)
@@ -159,11 +163,37 @@ type apiError struct {
 	Error   string `json:"error"`
 }
 
+// encodeBodies encodes the answers that never change, once.
+func (a *app) encodeBodies() {
+	books := a.books
+	if books == nil {
+		books = []book{}
+	}
+	a.listBody = encode(struct {
+		Books []book `json:"Books"`
+	}{books})
+	for _, b := range a.books {
+		a.bookBodies = append(a.bookBodies, encode(struct {
+			Book book `json:"Book"`
+		}{b}))
+	}
+	a.unauthorizedBody = encode(apiError{"Invalid token!", "invalid_token"})
+}
+
+// encode returns v marshalled, with bookapi's trailing newline.
+func encode(v any) []byte {
+	body, _ := json.Marshal(v)
+	return append(body, '\n')
+}
+
 // writeJSON writes v as bookapi's writeJSON does: marshalled, a newline,
 // Content-Type and Content-Length.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, _ := json.Marshal(v)
-	body = append(body, '\n')
+	writeBody(w, status, encode(v))
+}
+
+// writeBody writes an encoded body with bookapi's headers.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
@@ -179,7 +209,7 @@ func (a *app) auth(h http.HandlerFunc) http.HandlerFunc {
 		}
 		if !a.valid(tok) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="bookapi", error="invalid_token"`)
-			writeJSON(w, http.StatusUnauthorized, apiError{"Invalid token!", "invalid_token"})
+			writeBody(w, http.StatusUnauthorized, a.unauthorizedBody)
 			return
 		}
 		h(w, r)
@@ -211,15 +241,10 @@ func (a *app) valid(tok string) bool {
 	return json.Unmarshal(payload, &c) == nil && time.Now().Unix() < c.Exp
 }
 
-// list answers the canned books, marshalled anew each time like bookapi's list.
+// list answers the canned books, encoded once at start: the ceiling of a
+// list, with nothing to read and nothing to encode.
 func (a *app) list(w http.ResponseWriter, r *http.Request) {
-	books := a.books
-	if books == nil {
-		books = []book{}
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Books []book `json:"Books"`
-	}{books})
+	writeBody(w, http.StatusOK, a.listBody)
 }
 
 // get answers one canned book by id.
@@ -229,9 +254,7 @@ func (a *app) get(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{"book does not exist", "not_found"})
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Book book `json:"Book"`
-	}{a.books[id-1]})
+	writeBody(w, http.StatusOK, a.bookBodies[id-1])
 }
 
 // create decodes and answers a book like bookapi, without storing it.
