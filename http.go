@@ -354,13 +354,26 @@ func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter 
 func (s *server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &accessRecord{requestID: s.clientRequestID(r.Header.Get("X-Request-ID"))}
+		// The writer and the record in one allocation.
+		a := &struct {
+			statusWriter
+			accessRecord
+		}{statusWriter{ResponseWriter: w}, accessRecord{requestID: s.clientRequestID(r.Header.Get("X-Request-ID"))}}
+		sw, rec := &a.statusWriter, &a.accessRecord
 		r = r.WithContext(context.WithValue(r.Context(), recordKey, rec))
-		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		d := time.Since(start)
+		end := time.Now()
+		d := end.Sub(start)
 		s.metrics.observe(r.Method, r.Pattern, sw.status, d)
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, accessMessage,
+		// Straight to the handler: Logger.LogAttrs would walk the stack for
+		// the caller's address (runtime.Callers) on every request, and an
+		// access line never shows its source.
+		h := s.log.Handler()
+		if !h.Enabled(r.Context(), slog.LevelInfo) {
+			return
+		}
+		line := slog.NewRecord(end, slog.LevelInfo, accessMessage, 0)
+		line.AddAttrs(
 			slog.String("method", r.Method),
 			slog.String("pattern", r.Pattern),
 			slog.Int("status", sw.status),
@@ -369,6 +382,7 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 			slog.String("request_id", rec.requestID),
 			slog.String("user", rec.user),
 		)
+		h.Handle(r.Context(), line)
 	})
 }
 
