@@ -517,14 +517,9 @@ const userColumns = `u.id, u.public_id, u.username, u.admin, u.created_at`
 // scanner is what *sql.Row and *sql.Rows share.
 type scanner interface{ Scan(...any) error }
 
-// userDest returns the scan destinations of userColumns into u, then extra.
-func userDest(u *user, extra ...any) []any {
-	return append([]any{(*intCol)(&u.ID), &u.PublicID, &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt)}, extra...)
-}
-
 func scanUser(sc scanner, extra ...any) (user, error) {
 	var u user
-	err := sc.Scan(userDest(&u, extra...)...)
+	err := sc.Scan(append([]any{(*intCol)(&u.ID), &u.PublicID, &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt)}, extra...)...)
 	return u, err
 }
 
