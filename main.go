@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -166,23 +167,37 @@ func (f *flags) parse(args []string, getenv func(string) string) error {
 	return nil
 }
 
-// defaultMaxConns is the default of -db-max-conns: enough readers on
-// SQLite that concurrent requests rarely wait for one (see openStore), and a
-// modest pool per instance on PostgreSQL.
-func defaultMaxConns() int { return 16 }
+// defaultMaxConns is the default of -db-max-conns for the database db. On
+// SQLite, enough readers that concurrent requests rarely wait for one (see
+// openStore). On PostgreSQL, pgxpool's default: every connection there can
+// run a SERIALIZABLE write, and more of them at once mean more aborted and
+// retried transactions (64 concurrent writers on a pool of 16 ran out of
+// retries about once in five runs).
+func defaultMaxConns(db string) int {
+	if isPostgres(db) {
+		return max(4, runtime.NumCPU())
+	}
+	return 16
+}
 
 // dbFlags defines the flags every command shares.
 func dbFlags(f *flags, cfg *config) {
 	f.StringVar(&cfg.db, "db", "bookapi.db", "SQLite file path or file: URI, or a postgres:// URL")
 	f.bind("db", "DATABASE_URL")
-	f.IntVar(&cfg.dbMaxConns, "db-max-conns", defaultMaxConns(), "PostgreSQL: connections in the pool; SQLite: read-only connections")
+	f.IntVar(&cfg.dbMaxConns, "db-max-conns", defaultMaxConns(""), "SQLite: read-only connections; PostgreSQL: connections in the pool (default max(4, cores))")
 	f.bind("db-max-conns", "DB_MAX_CONNS")
 	f.IntVar(&cfg.bcryptCost, "bcrypt-cost", 12, "bcrypt cost (4-31)")
 	f.bind("bcrypt-cost", "BOOKAPI_BCRYPT_COST")
 }
 
-// checkDB validates the flags of dbFlags.
-func checkDB(cfg config) error {
+// checkDB validates the flags of dbFlags, after it gives -db-max-conns the
+// default of the database -db names when neither it nor DB_MAX_CONNS was set.
+func checkDB(f *flags, cfg *config) error {
+	set := false
+	f.Visit(func(fl *flag.Flag) { set = set || fl.Name == "db-max-conns" })
+	if !set {
+		cfg.dbMaxConns = defaultMaxConns(cfg.db)
+	}
 	// Only a SQLite value can ask for memory, and only it may be repeated:
 	// a PostgreSQL URL may hold a password, ":memory:" in it or not.
 	if cfg.db == "" || !isPostgres(cfg.db) && (strings.Contains(cfg.db, ":memory:") || strings.Contains(cfg.db, "mode=memory")) {
@@ -237,7 +252,7 @@ func parseServe(args []string, getenv func(string) string, stdout io.Writer) (co
 	if cfg.corsOrigins, err = parseOrigins(cors); err != nil {
 		return cfg, fmt.Errorf("-cors-origins: %w", err)
 	}
-	if err := checkDB(cfg); err != nil {
+	if err := checkDB(f, &cfg); err != nil {
 		return cfg, err
 	}
 	switch {
@@ -441,7 +456,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("user %s: want exactly one user name", verb)
 	}
 	name := f.Arg(0)
-	if err := checkDB(cfg); err != nil {
+	if err := checkDB(f, &cfg); err != nil {
 		return err
 	}
 	if verb == "add" {

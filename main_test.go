@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -91,10 +92,11 @@ func testDB(t *testing.T) string {
 // it to change a setting. Its database is testDB's.
 func testConfig(t *testing.T) config {
 	t.Helper()
+	db := testDB(t)
 	return config{
 		addr:       "127.0.0.1:0",
-		db:         testDB(t),
-		dbMaxConns: defaultMaxConns(),
+		db:         db,
+		dbMaxConns: defaultMaxConns(db),
 		issuer:     "bookapi",
 		tokenTTL:   15 * time.Minute,
 		refreshTTL: 720 * time.Hour,
@@ -536,7 +538,7 @@ func TestRunDrainsInFlightRequests(t *testing.T) {
 		t.Fatalf("run did not return within 10s of the last request ending")
 	}
 
-	st, err := openStore(context.Background(), db, defaultMaxConns())
+	st, err := openStore(context.Background(), db, defaultMaxConns(db))
 	if err != nil {
 		t.Fatalf("openStore after shutdown: %v", err)
 	}
@@ -564,7 +566,13 @@ func TestParseServePrecedence(t *testing.T) {
 		{"db default", nil, nil, func(c config) string { return wantStr("db", c.db, "bookapi.db") }},
 		{"db env", nil, map[string]string{"DATABASE_URL": "env.db"}, func(c config) string { return wantStr("db", c.db, "env.db") }},
 		{"db flag beats env", []string{"-db", "flag.db"}, map[string]string{"DATABASE_URL": "env.db"}, func(c config) string { return wantStr("db", c.db, "flag.db") }},
-		{"db-max-conns default", nil, nil, func(c config) string { return wantInt("dbMaxConns", c.dbMaxConns, defaultMaxConns()) }},
+		{"db-max-conns default", nil, nil, func(c config) string { return wantInt("dbMaxConns", c.dbMaxConns, defaultMaxConns("bookapi.db")) }},
+		{"db-max-conns default on PostgreSQL", []string{"-db", "postgres://db.example/bookapi"}, map[string]string{"SECRET_KEY": testSecret}, func(c config) string {
+			return wantInt("dbMaxConns", c.dbMaxConns, max(4, runtime.NumCPU()))
+		}},
+		{"db-max-conns env on PostgreSQL", []string{"-db", "postgres://db.example/bookapi"}, map[string]string{"SECRET_KEY": testSecret, "DB_MAX_CONNS": "7"}, func(c config) string {
+			return wantInt("dbMaxConns", c.dbMaxConns, 7)
+		}},
 		{"db-max-conns env", nil, map[string]string{"DB_MAX_CONNS": "7"}, func(c config) string { return wantInt("dbMaxConns", c.dbMaxConns, 7) }},
 		{"db-max-conns flag beats env", []string{"-db-max-conns", "3"}, map[string]string{"DB_MAX_CONNS": "7"}, func(c config) string { return wantInt("dbMaxConns", c.dbMaxConns, 3) }},
 		{"bcrypt-cost default", nil, nil, func(c config) string { return wantInt("bcryptCost", c.bcryptCost, 12) }},
@@ -886,7 +894,7 @@ func TestRunUserCommands(t *testing.T) {
 	db := testDB(t)
 	isAdmin := func(name string) bool {
 		t.Helper()
-		st, err := openStore(ctx, db, defaultMaxConns())
+		st, err := openStore(ctx, db, defaultMaxConns(db))
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
@@ -939,7 +947,7 @@ func TestRunUserCommands(t *testing.T) {
 			t.Errorf("run(%s): err = %q, want one line naming %s", strings.Join(tt.args, " "), err, tt.want)
 		}
 	}
-	st, err := openStore(ctx, db, defaultMaxConns())
+	st, err := openStore(ctx, db, defaultMaxConns(db))
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}

@@ -334,7 +334,7 @@ func TestPostgresMigrationsMirrorSQLite(t *testing.T) {
 // openPostgresTest opens the store on db, closed by t.Cleanup.
 func openPostgresTest(t *testing.T, db string) *store {
 	t.Helper()
-	st, err := openStore(context.Background(), db, defaultMaxConns())
+	st, err := openStore(context.Background(), db, defaultMaxConns(db))
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}

@@ -21,7 +21,7 @@ import (
 // t.Cleanup.
 func openTestStore(t *testing.T) *store {
 	t.Helper()
-	st, err := openStore(context.Background(), testDB(t), defaultMaxConns())
+	st, err := openStore(context.Background(), testDB(t), defaultMaxConns(testDB(t)))
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -181,7 +181,7 @@ func TestOpenStoreReopenKeepsData(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := testDB(t)
-	st, err := openStore(ctx, path, defaultMaxConns())
+	st, err := openStore(ctx, path, defaultMaxConns(path))
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -191,7 +191,7 @@ func TestOpenStoreReopenKeepsData(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 
-	st, err = openStore(ctx, path, defaultMaxConns())
+	st, err = openStore(ctx, path, defaultMaxConns(path))
 	if err != nil {
 		t.Fatalf("openStore a second time: %v", err)
 	}
@@ -364,7 +364,7 @@ func TestMigrateRefusesNewerDatabase(t *testing.T) {
 	}
 	db.Close()
 
-	st, err := openStore(ctx, path, defaultMaxConns())
+	st, err := openStore(ctx, path, defaultMaxConns(path))
 	if err == nil {
 		st.close()
 		t.Fatalf("openStore on user_version 99: err = nil, want a refusal")
@@ -700,12 +700,12 @@ func TestClassifyRealErrors(t *testing.T) {
 	t.Run("read-only file", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "ro.db")
-		rw, err := openStore(ctx, path, defaultMaxConns())
+		rw, err := openStore(ctx, path, defaultMaxConns(path))
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
 		defer rw.close()
-		ro, err := openStore(ctx, "file:"+path+"?mode=ro", defaultMaxConns())
+		ro, err := openStore(ctx, "file:"+path+"?mode=ro", defaultMaxConns("file:"+path+"?mode=ro"))
 		if err != nil {
 			t.Fatalf("openStore(mode=ro) on a migrated file: %v", err)
 		}
@@ -745,7 +745,7 @@ func TestClassifyRealErrors(t *testing.T) {
 	t.Run("busy", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "busy.db")
-		st, err := openStore(ctx, path, defaultMaxConns())
+		st, err := openStore(ctx, path, defaultMaxConns(path))
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
@@ -789,7 +789,7 @@ func TestClassifyRealErrors(t *testing.T) {
 
 	t.Run("closed store", func(t *testing.T) {
 		t.Parallel()
-		st, err := openStore(ctx, filepath.Join(t.TempDir(), "closed.db"), defaultMaxConns())
+		st, err := openStore(ctx, filepath.Join(t.TempDir(), "closed.db"), defaultMaxConns(""))
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
@@ -971,7 +971,7 @@ func TestGroupCommitIsolatesJobs(t *testing.T) {
 func TestTxAfterClose(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := openStore(ctx, testDB(t), defaultMaxConns())
+	st, err := openStore(ctx, testDB(t), defaultMaxConns(testDB(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
