@@ -6,6 +6,9 @@
 #   QUICK=1 bench/run.sh              # smoke test: 2 s, 1 alternation
 #   DURATION=30s ALTERNATIONS=3 CONNS="16 64" BCRYPT_COST=10 bench/run.sh
 #
+# WORKLOADS picks some of the workloads (all by default):
+#   WORKLOADS="list-100 flood" QUICK=1 bench/run.sh
+# Names: list-empty invalid-token login list-100 get-one create flood.
 # Other knobs: STARTS (start-time samples, 5), FLOOD_LIST_CONNS (connections
 # of the list probe in the login-flood test, 1), PORT_BOOKAPI (18080),
 # PORT_BASELINE (18081), BOOKAPI_LOG (bookapi's stderr, /dev/null), KEEP=1
@@ -25,6 +28,8 @@ CONNS=${CONNS:-"16 64"}
 BCRYPT_COST=${BCRYPT_COST:-10}
 STARTS=${STARTS:-5}
 FLOOD_LIST_CONNS=${FLOOD_LIST_CONNS:-1}
+ALL_WORKLOADS="list-empty invalid-token login list-100 get-one create flood"
+WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 PORT_BOOKAPI=${PORT_BOOKAPI:-18080}
 PORT_BASELINE=${PORT_BASELINE:-18081}
 BOOKAPI_LOG=${BOOKAPI_LOG:-/dev/null}
@@ -44,6 +49,9 @@ seconds() {
 	esac
 }
 DUR_S=$(seconds "$DURATION")
+for w in $WORKLOADS; do
+	[[ " $ALL_WORKLOADS " == *" $w "* ]] || { echo "run.sh: WORKLOADS: unknown workload $w (known: $ALL_WORKLOADS)" >&2; exit 2; }
+done
 [[ $DUR_S =~ ^[0-9]+$ && $DUR_S -ge 1 ]] || { echo "run.sh: DURATION=$DURATION: want e.g. 10s or 2m" >&2; exit 2; }
 [[ $ALTERNATIONS =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: ALTERNATIONS=$ALTERNATIONS: want a positive number" >&2; exit 2; }
 
@@ -232,11 +240,15 @@ measure() {
 	settle "$pid"
 }
 
+# wanted succeeds when workload $1 is in WORKLOADS.
+wanted() { [[ " $WORKLOADS " == *" $1 "* ]]; }
+
 # pair runs one workload against both servers, alternating, ALTERNATIONS times.
 #   pair WORKLOAD PATH SCRIPT BOOKAPI-TOKEN BASELINE-TOKEN [SCRIPT-ARGS...]
 pair() {
 	local workload=$1 path=$2 script=$3 tb=$4 tr=$5
 	shift 5
+	wanted "$workload" || return 0
 	SCRIPT_ARGS=()
 	(($# > 0)) && SCRIPT_ARGS=(-- "$@")
 	local hb=() hr=()
@@ -310,9 +322,10 @@ pair create /bookapi/books create.lua "$TB" "$TR"
 # Login flood: list-100 p99 on bookapi alone, then during a 64-client login
 # flood from a second wrk.
 echo
-echo "login flood (bookapi only): list-100 p99 with wrk -t1 -c$FLOOD_LIST_CONNS, alone then during wrk -t1 -c64 POST /login:"
+wanted flood && echo "login flood (bookapi only): list-100 p99 with wrk -t1 -c$FLOOD_LIST_CONNS, alone then during wrk -t1 -c64 POST /login:"
 SCRIPT_ARGS=()
 for alt in $(seq "$ALTERNATIONS"); do
+	wanted flood || break
 	measure flood-alone "$FLOOD_LIST_CONNS" "$alt" bookapi "$BOOKAPI_PID" 1 "http://127.0.0.1:$PORT_BOOKAPI/bookapi/books" static.lua \
 		-H "Authorization: Bearer $TB"
 	timeout $((DUR_S + 60)) wrk -t1 -c64 -d$((DUR_S + 2))s --timeout 30s -s "$ROOT/bench/wrk/static.lua" \
