@@ -266,7 +266,7 @@ func (s *server) listBooks(w http.ResponseWriter, r *http.Request, _ user) error
 	if err != nil {
 		return err
 	}
-	f := bookFilter{Limit: limit + 1}
+	f := bookFilter{Limit: limit}
 	if q.Has("after") {
 		f.After, err = strconv.ParseInt(q.Get("after"), 10, 64)
 		if err != nil || f.After < 0 {
@@ -276,28 +276,19 @@ func (s *server) listBooks(w http.ResponseWriter, r *http.Request, _ user) error
 	f.Q = q.Get("q")
 	f.Author = strings.TrimSpace(q.Get("author"))
 	f.Owner = strings.TrimSpace(q.Get("owner"))
-	books, err := s.db.listBooks(r.Context(), f)
-	if err != nil {
-		return err
-	}
-	if len(books) > limit {
-		books = books[:limit]
-		w.Header().Set("Link", nextLink("/bookapi/books", limit, strconv.FormatInt(books[limit-1].ID, 10), q))
-	}
 	buf := s.bodies.Get().(*[]byte)
-	body := append((*buf)[:0], `{"Books":[`...)
-	for i, b := range books {
-		if i > 0 {
-			body = append(body, ',')
+	body, last, more, err := s.db.appendBooks(r.Context(), append((*buf)[:0], `{"Books":[`...), f)
+	if err == nil {
+		if more {
+			w.Header().Set("Link", nextLink("/bookapi/books", limit, strconv.FormatInt(last, 10), q))
 		}
-		body = appendBook(body, b)
+		writeBody(w, http.StatusOK, append(body, "]}\n"...))
 	}
-	writeBody(w, http.StatusOK, append(body, "]}\n"...))
 	if cap(body) <= maxPooledBody {
 		*buf = body
 		s.bodies.Put(buf)
 	}
-	return nil
+	return err
 }
 
 // bookID reads the {id} path value. Anything but a positive integer in its

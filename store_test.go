@@ -583,7 +583,42 @@ func TestStoreListBooksFilters(t *testing.T) {
 			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.want) {
 				t.Errorf("listBooks(%+v) = %q, want %q", f, got, tt.want)
 			}
+			checkPage(t, st, f)
 		})
+	}
+}
+
+// checkPage holds appendBooks, which copies each book's stored doc, to what
+// listBooks reads from the columns for the same page, written by appendBook.
+func checkPage(t *testing.T, st *store, f bookFilter) {
+	t.Helper()
+	ctx := context.Background()
+	probe := f
+	probe.Limit++
+	books, err := st.listBooks(ctx, probe)
+	if err != nil {
+		t.Fatalf("listBooks(%+v): %v", probe, err)
+	}
+	wantMore := len(books) > f.Limit
+	if wantMore {
+		books = books[:f.Limit]
+	}
+	want := []byte("[")
+	var wantLast int64
+	for i, b := range books {
+		if i > 0 {
+			want = append(want, ',')
+		}
+		want = appendBook(want, b)
+		wantLast = b.ID
+	}
+	got, last, more, err := st.appendBooks(ctx, []byte("["), f)
+	if err != nil {
+		t.Fatalf("appendBooks(%+v): %v", f, err)
+	}
+	if string(got) != string(want) || last != wantLast || more != wantMore {
+		t.Errorf("appendBooks(%+v) = %s, last %d, more %v; the columns give %s, last %d, more %v",
+			f, got, last, more, want, wantLast, wantMore)
 	}
 }
 
@@ -853,21 +888,23 @@ func TestStoreListingQueriesUseIndexes(t *testing.T) {
 	for i := range 50 {
 		storeBook(t, st, alice, fmt.Sprintf("title %d", i), fmt.Sprintf("author %d", i%5))
 	}
-	// These mirror the statements listBooks builds for each filter.
-	base := `SELECT ` + bookColumns + ` FROM books b JOIN users u ON u.id = b.owner_id WHERE b.id > ?`
-	tests := []struct {
-		name  string
-		query string
-		args  []any
-		index string
-	}{
-		{"author", base + ` AND b.author_key = ? ORDER BY b.id LIMIT ?`, []any{0, "author 1", 101}, "books_author"},
-		{"owner", base + ` AND u.username_key = ? ORDER BY b.id LIMIT ?`, []any{0, "alice", 101}, "books_owner"},
+	type listing struct {
+		name   string
+		sel    string // the page's SELECT ... FROM, as listBooks or appendBooks runs it
+		filter bookFilter
+		index  string
+	}
+	var tests []listing
+	for _, sel := range []struct{ name, text string }{{"columns", selectBooks}, {"docs", selectDocs}} {
+		tests = append(tests,
+			listing{"author/" + sel.name, sel.text, bookFilter{Author: "author 1", Limit: 101}, "books_author"},
+			listing{"owner/" + sel.name, sel.text, bookFilter{Owner: "alice", Limit: 101}, "books_owner"})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			rows, err := st.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tt.query, tt.args...)
+			query, args := bookPage(tt.sel, tt.filter)
+			rows, err := st.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
 			if err != nil {
 				t.Fatalf("EXPLAIN QUERY PLAN: %v", err)
 			}
@@ -986,4 +1023,125 @@ func TestTxAfterClose(t *testing.T) {
 	if err := st.ping(ctx); !errors.Is(err, errUnavailable) {
 		t.Errorf("ping after close: err = %v, want errUnavailable", err)
 	}
+}
+
+// TestStoreBookDocsNeverStale changes books and users behind the service's
+// back, in SQL, as an operator or an older bookapi sharing the database
+// could: every page must still show what the columns hold, and fillDocs must
+// write the docs those changes cleared.
+func TestStoreBookDocsNeverStale(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "alice", false)
+	bob := storeUser(t, st, "bob", false)
+	var ids []int64
+	for i := range 6 {
+		owner := alice
+		if i%2 == 1 {
+			owner = bob
+		}
+		ids = append(ids, storeBook(t, st, owner, fmt.Sprintf("Book %d", i), "Ann").ID)
+	}
+	isbn := "0-19-852663-6"
+	if _, err := st.updateBook(ctx, ids[0], alice, bookChange{ISBN: &isbn}, testStart.Add(time.Hour)); err != nil {
+		t.Fatalf("updateBook: %v", err)
+	}
+	pages := []bookFilter{{Limit: 100}, {Limit: 2}, {After: ids[1], Limit: 2}, {Owner: "bob", Limit: 100}, {Q: "book", Limit: 3}}
+	checkAll := func(when string) {
+		t.Helper()
+		for _, f := range pages {
+			t.Run(when, func(t *testing.T) { checkPage(t, st, f) })
+		}
+	}
+	missing := func() int { return countRows(t, st.w, "books", "doc IS NULL") }
+	if n := missing(); n != 0 {
+		t.Fatalf("after creates and an update through the store: %d books without a doc, want 0", n)
+	}
+	checkAll("as stored")
+
+	for _, change := range []struct {
+		name    string
+		sql     string
+		args    []any
+		cleared int
+	}{
+		{"title", `UPDATE books SET title = ?, title_key = ? WHERE id = ?`, []any{"Renamed <&>", "renamed <&>", ids[2]}, 1},
+		{"isbn", `UPDATE books SET isbn = NULL, updated_at = updated_at + 60 WHERE id = ?`, []any{ids[0]}, 1},
+		{"owner", `UPDATE books SET owner_id = ? WHERE id = ?`, []any{bob.ID, ids[4]}, 1},
+		{"username", `UPDATE users SET username = ?, username_key = ? WHERE id = ?`, []any{"Bobby", "bobby", bob.ID}, 4},
+		{"doc", `UPDATE books SET doc = NULL WHERE id = ?`, []any{ids[5]}, 1},
+	} {
+		if _, err := st.w.ExecContext(ctx, change.sql, change.args...); err != nil {
+			t.Fatalf("%s: %v", change.sql, err)
+		}
+		if n := missing(); n != change.cleared {
+			t.Errorf("after %s: %d books without a doc, want %d", change.sql, n, change.cleared)
+		}
+		checkAll("changed " + change.name)
+		n, err := st.fillDocs(ctx)
+		if err != nil || n != change.cleared {
+			t.Errorf("fillDocs after %s = %d, %v; want %d, nil", change.sql, n, err, change.cleared)
+		}
+		if n := missing(); n != 0 {
+			t.Errorf("after fillDocs: %d books without a doc, want 0", n)
+		}
+		checkAll("filled " + change.name)
+	}
+	// A change that writes its own doc keeps it: the service's own updates.
+	title := "Kept"
+	if _, err := st.updateBook(ctx, ids[1], bob, bookChange{Title: &title}, testStart.Add(2*time.Hour)); err != nil {
+		t.Fatalf("updateBook: %v", err)
+	}
+	if n := missing(); n != 0 {
+		t.Errorf("after updateBook: %d books without a doc, want 0", n)
+	}
+	checkAll("updateBook")
+}
+
+// TestOpenStoreFillsDocsOfOlderDatabase opens a database last migrated by a
+// bookapi that kept no docs: the docs of its books are written on opening.
+func TestOpenStoreFillsDocsOfOlderDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	db := openRawDB(t, path)
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := fstest.MapFS{}
+	for _, name := range []string{"0001_init.sql", "0002_login_failures.sql", "0003_health.sql"} {
+		data, err := fs.ReadFile(sub, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old[name] = &fstest.MapFile{Data: data}
+	}
+	if err := migrate(ctx, db, old); err != nil {
+		t.Fatalf("migrate to version 3: %v", err)
+	}
+	if _, err := db.Exec(`INSERT INTO users (id, public_id, username, username_key, password_hash, created_at)
+		VALUES (1, 'p', 'Ann', 'ann', 'h', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range docBatch + 3 { // more than one batch
+		if _, err := db.Exec(`INSERT INTO books (title, title_key, author, author_key, isbn, owner_id, created_at, updated_at)
+			VALUES (?, ?, 'A "quoted" author', 'a "quoted" author', ?, 1, ?, ?)`,
+			fmt.Sprintf("Old %d", i), fmt.Sprintf("old %d", i), nullable(strings.Repeat("1", i%2*10)), 1700000000+i, 1700000000+2*i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	st, err := openStore(ctx, path, defaultMaxConns(path))
+	if err != nil {
+		t.Fatalf("openStore on a version 3 database: %v", err)
+	}
+	defer st.close()
+	if n := countRows(t, st.w, "books", "doc IS NULL"); n != 0 {
+		t.Errorf("after openStore: %d of %d books without a doc, want 0", n, docBatch+3)
+	}
+	checkPage(t, st, bookFilter{Limit: maxLimit})
+	checkPage(t, st, bookFilter{After: docBatch - 2, Limit: 4})
 }
