@@ -204,6 +204,7 @@ func sqliteOnlyTests() map[string]string {
 		"TestRunTokenTTLPrecedence":             noDB,
 		"TestRunRefusesBadConfiguration":        noDB,
 		"TestRunHelpPrintsUsage":                noDB,
+		"TestTuneGC":                            noDB,
 		"TestRunJSONLogs":                       logs,
 		"TestRunVersion":                        noDB,
 		"TestParseServePrecedence":              noDB,
