@@ -319,29 +319,36 @@ pair list-100 /bookapi/books static.lua "$TB" "$TR"
 pair get-one /bookapi/books/50 static.lua "$TB" "$TR"
 pair create /bookapi/books create.lua "$TB" "$TR"
 
-# Login flood: list-100 p99 on bookapi alone, then during a 64-client login
-# flood from a second wrk.
+# Login flood: list-100 p99 alone, then during a 64-client login flood from a
+# second wrk; on bookapi, then on the baseline for reference (what the same
+# flood does to a bare server's p99 on this machine).
 echo
-wanted flood && echo "login flood (bookapi only): list-100 p99 with wrk -t1 -c$FLOOD_LIST_CONNS, alone then during wrk -t1 -c64 POST /login:"
+wanted flood && echo "login flood: list-100 p99 with wrk -t1 -c$FLOOD_LIST_CONNS, alone then during wrk -t1 -c64 POST /login:"
 SCRIPT_ARGS=()
-for alt in $(seq "$ALTERNATIONS"); do
-	wanted flood || break
-	measure flood-alone "$FLOOD_LIST_CONNS" "$alt" bookapi "$BOOKAPI_PID" 1 "http://127.0.0.1:$PORT_BOOKAPI/bookapi/books" static.lua \
-		-H "Authorization: Bearer $TB"
+# flood SERVER PID PORT TOKEN ALT
+flood() {
+	local server=$1 pid=$2 port=$3 token=$4 alt=$5
+	measure flood-alone "$FLOOD_LIST_CONNS" "$alt" "$server" "$pid" 1 "http://127.0.0.1:$port/bookapi/books" static.lua \
+		-H "Authorization: Bearer $token"
 	timeout $((DUR_S + 60)) wrk -t1 -c64 -d$((DUR_S + 2))s --timeout 30s -s "$ROOT/bench/wrk/static.lua" \
-		"http://127.0.0.1:$PORT_BOOKAPI/login" -- POST "$LOGIN_BODY" >"$WORK/flood$alt.txt" 2>&1 &
+		"http://127.0.0.1:$port/login" -- POST "$LOGIN_BODY" >"$WORK/flood.txt" 2>&1 &
 	FLOOD_PID=$!
 	sleep 1 # let the logins fill the bcrypt queue
-	measure flood-during "$FLOOD_LIST_CONNS" "$alt" bookapi "$BOOKAPI_PID" 1 "http://127.0.0.1:$PORT_BOOKAPI/bookapi/books" static.lua \
-		-H "Authorization: Bearer $TB"
+	measure flood-during "$FLOOD_LIST_CONNS" "$alt" "$server" "$pid" 1 "http://127.0.0.1:$port/bookapi/books" static.lua \
+		-H "Authorization: Bearer $token"
 	wait "$FLOOD_PID" || true
 	FLOOD_PID=
-	awk -v a="$alt" '/^BENCH/ {
+	awk -v a="$alt" -v s="$server" '/^BENCH/ {
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-		printf "  the flood, alt %s: %.1f logins/s, errors %d\n", a, (v["requests"] - v["status"]) / (v["duration_us"] / 1e6),
+		printf "  the flood, alt %s, %s: %.1f logins/s, errors %d\n", a, s, (v["requests"] - v["status"]) / (v["duration_us"] / 1e6),
 			v["status"] + v["connect"] + v["read"] + v["write"] + v["timeout"]
-	}' "$WORK/flood$alt.txt"
-	settle "$BOOKAPI_PID"
+	}' "$WORK/flood.txt"
+	settle "$pid"
+}
+for alt in $(seq "$ALTERNATIONS"); do
+	wanted flood || break
+	flood bookapi "$BOOKAPI_PID" "$PORT_BOOKAPI" "$TB" "$alt"
+	flood baseline "$BASELINE_PID" "$PORT_BASELINE" "$TR" "$alt"
 done
 
 HWM_BOOKAPI=$(awk '/^VmHWM/ {print $2, $3}' "/proc/$BOOKAPI_PID/status")
@@ -385,8 +392,16 @@ END {
 		k = keys[j]; kd = "flood-during" SUBSEP kc[2]; ratios = ""
 		split(p99[k, "bookapi"], pa, " "); split(p99[kd, "bookapi"], pd, " ")
 		for (a in pa) if (pa[a] > 0) ratios = ratios " " pd[a] / pa[a]
-		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %43s  %6s %7d\n", "flood-alone", kc[2], median(rps[k, "bookapi"]), median(p50[k, "bookapi"]), median(p99[k, "bookapi"]), err[k, "bookapi"], "", "", oth[k]
-		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %43s  %6.2f %7d\n", "flood-during", kc[2], median(rps[kd, "bookapi"]), median(p50[kd, "bookapi"]), median(p99[kd, "bookapi"]), err[kd, "bookapi"], "p99 during/alone", median(ratios), oth[kd]
+		bratios = ""
+		split(p99[k, "baseline"], ba, " "); split(p99[kd, "baseline"], bd, " ")
+		for (a in ba) if (ba[a] > 0) bratios = bratios " " bd[a] / ba[a]
+		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %11.1f %9.2f %9.2f %6d  %6s %7d\n", "flood-alone", kc[2],
+			median(rps[k, "bookapi"]), median(p50[k, "bookapi"]), median(p99[k, "bookapi"]), err[k, "bookapi"],
+			median(rps[k, "baseline"]), median(p50[k, "baseline"]), median(p99[k, "baseline"]), err[k, "baseline"], "", oth[k]
+		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %11.1f %9.2f %9.2f %6d  %6s %7d\n", "flood-during", kc[2],
+			median(rps[kd, "bookapi"]), median(p50[kd, "bookapi"]), median(p99[kd, "bookapi"]), err[kd, "bookapi"],
+			median(rps[kd, "baseline"]), median(p50[kd, "baseline"]), median(p99[kd, "baseline"]), err[kd, "baseline"], "", oth[kd]
+		printf "%-13s %5s  %11.2f %40s %11.2f %33s\n", "p99 during/alone", "", median(ratios), "", median(bratios), ""
 		print "flood", kc[2], median(ratios), 0 > out
 	}
 }' "$RESULTS"
