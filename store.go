@@ -809,15 +809,12 @@ const docBatch = 500
 // reports how many it wrote. With none missing it is one index lookup, and
 // it writes nothing, so a read-only database opens.
 func (st *store) fillDocs(ctx context.Context) (int, error) {
+	var missing bool
+	if err := st.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM books WHERE doc IS NULL)`).Scan(&missing); err != nil {
+		return 0, fmt.Errorf("fill book docs: %w", classify(err))
+	}
 	filled := 0
-	for {
-		var missing bool
-		if err := st.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM books WHERE doc IS NULL)`).Scan(&missing); err != nil {
-			return filled, fmt.Errorf("fill book docs: %w", classify(err))
-		}
-		if !missing {
-			return filled, nil
-		}
+	for missing {
 		n := 0
 		err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			rows, err := tx.QueryContext(ctx, `SELECT id FROM books WHERE doc IS NULL ORDER BY id LIMIT ?`, docBatch)
@@ -849,7 +846,9 @@ func (st *store) fillDocs(ctx context.Context) (int, error) {
 			return filled, fmt.Errorf("fill book docs: %w", err)
 		}
 		filled += n
+		missing = n == docBatch // a short batch was the last
 	}
+	return filled, nil
 }
 
 // nullable maps "" to SQL NULL.
