@@ -353,9 +353,10 @@ func loadSecret(dbFile string) ([]byte, bool, error) {
 // gcPercent is the server's GOGC when its environment sets none. Its live
 // heap is a few MiB, so at Go's default of 100 the collector starts again
 // after every few MiB allocated: every few hundred lists of 100 books under
-// load. At 200 it runs half as often, for about 15% less time per list of
-// 100 (BenchmarkAPI), and peak RSS under bench/run.sh stays near 33 MiB.
-const gcPercent = 200
+// load. At 150 a list of 100 takes about 10% less time (BenchmarkAPI; 200
+// gains little more) and the Go runtime's memory under create and list load
+// stays where it is at 100 (17 MiB), where 200 took 21 MiB.
+const gcPercent = 150
 
 // tuneGC sets the collector's GOGC to gcPercent unless the environment
 // sets GOGC, and reports whether it did.
