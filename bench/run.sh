@@ -364,6 +364,20 @@ function median(list,    n, a, i, j, t) {
 	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
 	return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
+# row prints key k of both servers under name, with ratio (text) last.
+function row(name, k, ratio,    c) {
+	split(k, c, SUBSEP)
+	printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %11.1f %9.2f %9.2f %6d  %6s %7d\n", name, c[2],
+		median(rps[k, "bookapi"]), median(p50[k, "bookapi"]), median(p99[k, "bookapi"]), err[k, "bookapi"],
+		median(rps[k, "baseline"]), median(p50[k, "baseline"]), median(p99[k, "baseline"]), err[k, "baseline"], ratio, oth[k]
+}
+# p99ratio is the median over alternations of the p99 of server s under kd
+# (during the flood) over its p99 under k (alone).
+function p99ratio(k, kd, s,    x, y, n, i, ratios) {
+	n = split(p99[k, s], x, " "); split(p99[kd, s], y, " ")
+	for (i = 1; i <= n; i++) if (x[i] > 0) ratios = ratios " " y[i] / x[i]
+	return median(ratios)
+}
 {
 	k = $1 SUBSEP $2
 	if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }
@@ -381,28 +395,17 @@ END {
 		if (kc[1] != ws[i]) continue
 		k = keys[j]; ratios = ""
 		for (a = 1; a <= alts[k]; a++) if (r[k, a, "baseline"] > 0) ratios = ratios " " r[k, a, "bookapi"] / r[k, a, "baseline"]
-		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %11.1f %9.2f %9.2f %6d  %6.2f %7d\n", kc[1], kc[2],
-			median(rps[k, "bookapi"]), median(p50[k, "bookapi"]), median(p99[k, "bookapi"]), err[k, "bookapi"],
-			median(rps[k, "baseline"]), median(p50[k, "baseline"]), median(p99[k, "baseline"]), err[k, "baseline"], median(ratios), oth[k]
+		row(kc[1], k, sprintf("%.2f", median(ratios)))
 		print kc[1], kc[2], median(ratios), median(rps[k, "bookapi"]) > out
 	}
 	for (j = 1; j <= nk; j++) {
 		split(keys[j], kc, SUBSEP)
 		if (kc[1] != "flood-alone") continue
-		k = keys[j]; kd = "flood-during" SUBSEP kc[2]; ratios = ""
-		split(p99[k, "bookapi"], pa, " "); split(p99[kd, "bookapi"], pd, " ")
-		for (a in pa) if (pa[a] > 0) ratios = ratios " " pd[a] / pa[a]
-		bratios = ""
-		split(p99[k, "baseline"], ba, " "); split(p99[kd, "baseline"], bd, " ")
-		for (a in ba) if (ba[a] > 0) bratios = bratios " " bd[a] / ba[a]
-		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %11.1f %9.2f %9.2f %6d  %6s %7d\n", "flood-alone", kc[2],
-			median(rps[k, "bookapi"]), median(p50[k, "bookapi"]), median(p99[k, "bookapi"]), err[k, "bookapi"],
-			median(rps[k, "baseline"]), median(p50[k, "baseline"]), median(p99[k, "baseline"]), err[k, "baseline"], "", oth[k]
-		printf "%-13s %5s  %11.1f %9.2f %9.2f %6d  %11.1f %9.2f %9.2f %6d  %6s %7d\n", "flood-during", kc[2],
-			median(rps[kd, "bookapi"]), median(p50[kd, "bookapi"]), median(p99[kd, "bookapi"]), err[kd, "bookapi"],
-			median(rps[kd, "baseline"]), median(p50[kd, "baseline"]), median(p99[kd, "baseline"]), err[kd, "baseline"], "", oth[kd]
-		printf "%-13s %5s  %11.2f %40s %11.2f %33s\n", "p99 during/alone", "", median(ratios), "", median(bratios), ""
-		print "flood", kc[2], median(ratios), 0 > out
+		k = keys[j]; kd = "flood-during" SUBSEP kc[2]
+		row("flood-alone", k, ""); row("flood-during", kd, "")
+		ratio = p99ratio(k, kd, "bookapi")
+		printf "%-13s %5s  %11.2f %40s %11.2f %33s\n", "p99 during/alone", "", ratio, "", p99ratio(k, kd, "baseline"), ""
+		print "flood", kc[2], ratio, 0 > out
 	}
 }' "$RESULTS"
 
