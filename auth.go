@@ -6,11 +6,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -35,9 +35,12 @@ func (c *credentials) valid() error {
 	return validPassword("password", c.Password)
 }
 
+// maxUsernameLen is the longest username signup accepts, in bytes.
+const maxUsernameLen = 64
+
 // validUsername applies the username rule.
 func validUsername(name string) error {
-	if len(name) < 3 || len(name) > 64 || strings.Trim(name, usernameChars) != "" {
+	if len(name) < 3 || len(name) > maxUsernameLen || strings.Trim(name, usernameChars) != "" {
 		return badRequest("Member \"username\" must be 3 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'.")
 	}
 	return nil
@@ -176,8 +179,8 @@ func readLogin(w http.ResponseWriter, r *http.Request) (loginRequest, error) {
 }
 
 // login checks a username and password and starts a session. Unknown users
-// and wrong passwords get the same answer after the same work: a throttle
-// check, a bcrypt comparison and a recorded failure.
+// and wrong passwords get the same answer after the same work: a reserved
+// attempt, kept as a failure, and a bcrypt comparison at the configured cost.
 func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	addr := s.clientAddr(r)
@@ -185,23 +188,27 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 	req, err := readLogin(w, r)
 	if errors.Is(err, errCouldNotVerify) {
 		// No credentials: a failure that counts for the address only.
-		if err := s.throttle(ctx, "", addr, now); err != nil {
+		if _, err := s.admitLogin(ctx, "", addr, now); err != nil {
 			return err
 		}
-		return s.loginFailed(ctx, "", addr, now)
+		s.metrics.loginsFailed.Add(1)
+		return errCouldNotVerify
 	}
 	if err != nil {
 		return err
 	}
-	key := foldKey(req.Username)
-	if err := s.throttle(ctx, key, addr, now); err != nil {
+	key := throttleKey(req.Username)
+	attempt, err := s.admitLogin(ctx, key, addr, now)
+	if err != nil {
 		return err
 	}
 	u, hash, err := s.checkPassword(ctx, req.Username, req.Password)
 	if errors.Is(err, errCouldNotVerify) {
-		return s.loginFailed(ctx, key, addr, now)
+		s.metrics.loginsFailed.Add(1)
+		return errCouldNotVerify // the reserved attempt stays, as the failure
 	}
 	if err != nil {
+		s.releaseLogin(r, attempt) // no password was checked
 		return err
 	}
 	noteUser(r, u.PublicID)
@@ -220,11 +227,20 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 }
 
 // checkPassword returns the user with this username if pw is their password,
-// else errCouldNotVerify. It does one bcrypt comparison whether or not the
-// user exists, and a password over 72 bytes never matches (bcrypt would
+// else errCouldNotVerify. Whether or not the user exists, a wrong password
+// costs at least one bcrypt comparison at the configured cost: an unknown
+// user's is made against a dummy hash, and so is a second one for a user
+// whose stored hash is cheaper (made before the cost was raised), who would
+// otherwise answer sooner. A username longer than any account may have is
+// not looked up, and a password over 72 bytes never matches (bcrypt would
 // compare only its first 72 bytes) but costs the same.
 func (s *server) checkPassword(ctx context.Context, username, pw string) (user, string, error) {
-	u, hash, err := s.db.credentials(ctx, username)
+	var u user
+	var hash string
+	err := errNotFound
+	if len(username) <= maxUsernameLen {
+		u, hash, err = s.db.credentials(ctx, username)
+	}
 	known := err == nil
 	if err != nil && !errors.Is(err, errNotFound) {
 		return user{}, "", err
@@ -237,19 +253,39 @@ func (s *server) checkPassword(ctx context.Context, username, pw string) (user, 
 	if tooLong {
 		b = b[:72]
 	}
-	var match bool
-	if err := s.withSlot(ctx, func() { match = bcrypt.CompareHashAndPassword([]byte(hash), b) == nil }); err != nil {
+	var ok bool
+	err = s.withSlot(ctx, func() {
+		ok = s.compareHash([]byte(hash), b) == nil && known && !tooLong
+		if cost, err := bcrypt.Cost([]byte(hash)); !ok && (err != nil || cost < s.cfg.bcryptCost) {
+			s.compareHash(s.dummyHash(), b)
+		}
+	})
+	if err != nil {
 		return user{}, "", err
 	}
-	if !known || !match || tooLong {
+	if !ok {
 		return user{}, "", errCouldNotVerify
 	}
 	return u, hash, nil
 }
 
-// clientAddr is the address failed logins are counted against: the
-// connection's, or with -trust-proxy the last X-Forwarded-For entry (the one
-// our own proxy appended; earlier entries are the client's to forge).
+// throttleKey is the key failed logins for username are counted under: its
+// case-folded form, or for a name longer than any account may have, a digest
+// of it, so that a login with a huge username stores a few bytes, not the name.
+func throttleKey(username string) string {
+	if len(username) > maxUsernameLen {
+		sum := sha256.Sum256([]byte(foldKey(username)))
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return foldKey(username)
+}
+
+// clientAddr is the address failed logins are counted against (see
+// addressKey): the connection's, or with -trust-proxy the last
+// X-Forwarded-For entry (the one our own proxy appended; earlier entries are
+// the client's to forge). An entry that is not an address is counted under a
+// digest of itself, never under the proxy's own address, which every client
+// shares.
 func (s *server) clientAddr(r *http.Request) string {
 	if s.cfg.trustProxy {
 		if vals := r.Header.Values("X-Forwarded-For"); len(vals) > 0 {
@@ -257,42 +293,66 @@ func (s *server) clientAddr(r *http.Request) string {
 			if i := strings.LastIndexByte(last, ','); i >= 0 {
 				last = last[i+1:]
 			}
-			if ip, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
-				return ip.String()
+			last = strings.TrimSpace(last)
+			if ip, ok := parseForwarded(last); ok {
+				return addressKey(ip)
 			}
+			sum := sha256.Sum256([]byte(last))
+			return "unparsed:" + hex.EncodeToString(sum[:8])
 		}
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return addressKey(ap.Addr())
 	}
-	return host
+	return r.RemoteAddr
 }
 
-// throttle refuses a login attempt with 429 while too many failures for the
-// username (if given) or the address fall within the window.
-func (s *server) throttle(ctx context.Context, usernameKey, addr string, now time.Time) error {
-	at, err := s.db.loginRetryAt(ctx, usernameKey, addr, now, s.cfg.loginWindow,
+// parseForwarded reads an X-Forwarded-For entry as proxies write it: an
+// address, with or without a port, IPv6 with or without brackets.
+func parseForwarded(entry string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(entry); err == nil {
+		return ap.Addr(), true
+	}
+	ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(entry, "["), "]"))
+	return ip, err == nil
+}
+
+// addressKey is what failures from ip are counted under: an IPv4 address
+// (also when written IPv4-mapped in IPv6), or an IPv6 client's /64 prefix,
+// since one host commonly holds a whole /64.
+func addressKey(ip netip.Addr) string {
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return ip.String()
+	}
+	return netip.PrefixFrom(ip, 64).Masked().String()
+}
+
+// admitLogin reserves one password check for usernameKey ("" for none) from
+// addr, or refuses it with 429 while too many failures for either fall
+// within the window. The reservation counts as a failure unless it is
+// released.
+func (s *server) admitLogin(ctx context.Context, usernameKey, addr string, now time.Time) (int64, error) {
+	id, at, err := s.db.reserveLogin(ctx, usernameKey, addr, now, s.cfg.loginWindow,
 		s.cfg.loginMaxFailures, s.cfg.loginMaxAddressFailures)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if at.IsZero() {
-		return nil
+		return id, nil
 	}
 	wait := int(math.Ceil(at.Sub(now).Seconds()))
 	s.metrics.loginsThrottled.Add(1)
-	return &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
+	return 0, &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
 		msg: "Too many failed logins; try again later.", retryAfter: max(1, wait)}
 }
 
-// loginFailed records a failed login and answers it.
-func (s *server) loginFailed(ctx context.Context, usernameKey, addr string, now time.Time) error {
-	if err := s.db.recordLoginFailure(ctx, usernameKey, addr, now, s.cfg.loginWindow); err != nil {
-		return err
+// releaseLogin forgets a reserved attempt that did not fail. It runs even if
+// the client has gone; a failure is logged, and the attempt then counts.
+func (s *server) releaseLogin(r *http.Request, attempt int64) {
+	if err := s.db.releaseLogin(context.WithoutCancel(r.Context()), attempt); err != nil {
+		s.log.Warn("release login attempt", "request_id", requestID(r), "err", err)
 	}
-	s.metrics.loginsFailed.Add(1)
-	return errCouldNotVerify
 }
 
 // upgradeHash re-hashes a password whose stored hash has a lower cost than
@@ -555,21 +615,18 @@ func (s *server) changePassword(w http.ResponseWriter, r *http.Request, u user) 
 		return err
 	}
 	ctx := r.Context()
-	addr := s.clientAddr(r)
-	key := foldKey(u.Username)
-	now := s.now()
-	if err := s.throttle(ctx, key, addr, now); err != nil {
+	attempt, err := s.admitLogin(ctx, throttleKey(u.Username), s.clientAddr(r), s.now())
+	if err != nil {
 		return err
 	}
 	if _, _, err := s.checkPassword(ctx, u.Username, req.OldPassword); err != nil {
 		if errors.Is(err, errCouldNotVerify) {
-			if err := s.db.recordLoginFailure(ctx, key, addr, now, s.cfg.loginWindow); err != nil {
-				return err
-			}
-			return errWrongPassword
+			return errWrongPassword // the reserved attempt stays, as a failure
 		}
+		s.releaseLogin(r, attempt)
 		return err
 	}
+	s.releaseLogin(r, attempt)
 	hash, err := s.hashPassword(ctx, req.NewPassword)
 	if err != nil {
 		return err

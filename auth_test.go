@@ -2358,3 +2358,405 @@ func fuzzDecodeAs(t *testing.T, body []byte, fresh func() validator) {
 		t.Fatalf("%T refused %q with %v, want a 400 or 401 apiError", v, body, err)
 	}
 }
+
+// burst sends the n requests that req describes at one instant: n goroutines
+// wait on one channel and are released together. It returns the responses in
+// order, failing t if any request could not be made.
+func burst(t *testing.T, n int, req func(i int) (*response, error)) []*response {
+	t.Helper()
+	out := make([]*response, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var ready, done sync.WaitGroup
+	for i := range n {
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			ready.Done()
+			<-start
+			out[i], errs[i] = req(i)
+		}()
+	}
+	ready.Wait()
+	close(start)
+	done.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("request %d of the burst: %v", i, err)
+		}
+	}
+	return out
+}
+
+// statusCounts tallies the statuses of rs, and fails t for any 429 without
+// a Retry-After of at least one second.
+func statusCounts(t *testing.T, what string, rs []*response) map[int]int {
+	t.Helper()
+	n := map[int]int{}
+	for _, r := range rs {
+		n[r.status]++
+		if r.status == http.StatusTooManyRequests {
+			if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
+				t.Errorf("%s: 429 with Retry-After %q, want a number of seconds", what, r.header.Get("Retry-After"))
+			}
+		}
+	}
+	return n
+}
+
+// hashWatch records the bcrypt cost of every hash a server compares a
+// password against.
+type hashWatch struct {
+	mu    sync.Mutex
+	costs []int
+}
+
+// watchHashes makes the servers report their bcrypt comparisons to the
+// returned watch. Call it before they answer any request.
+func watchHashes(servers ...*testServer) *hashWatch {
+	hw := &hashWatch{}
+	for _, ts := range servers {
+		compare := ts.s.compareHash
+		ts.s.compareHash = func(hash, pw []byte) error {
+			cost, _ := bcrypt.Cost(hash)
+			hw.mu.Lock()
+			hw.costs = append(hw.costs, cost)
+			hw.mu.Unlock()
+			return compare(hash, pw)
+		}
+	}
+	return hw
+}
+
+// compared returns the costs compared so far, in order.
+func (hw *hashWatch) compared() []int {
+	hw.mu.Lock()
+	defer hw.mu.Unlock()
+	return slices.Clone(hw.costs)
+}
+
+// throttleServers starts n servers on one database with the given limits;
+// with n = 2 they act as two instances sharing it.
+func throttleServers(t *testing.T, n, maxUser, maxAddr int) []*testServer {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.loginMaxFailures, cfg.loginMaxAddressFailures = maxUser, maxAddr
+	var out []*testServer
+	for range n {
+		out = append(out, newTestServerWith(t, cfg))
+	}
+	return out
+}
+
+// TestLoginThrottleHoldsUnderBurst sends bursts of attempts released at one
+// instant, against one server and against two sharing the database, and
+// checks that no more passwords are checked than the limits allow: the rest
+// are answered 429 and cost no bcrypt work.
+func TestLoginThrottleHoldsUnderBurst(t *testing.T) {
+	t.Parallel()
+	for _, servers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d servers", servers), func(t *testing.T) {
+			t.Parallel()
+			t.Run("username", func(t *testing.T) {
+				t.Parallel()
+				ts := throttleServers(t, servers, 5, 1000)
+				ts[0].signup(t, "alice", "password-of-alice")
+				hw := watchHashes(ts...)
+				rs := burst(t, 30, func(i int) (*response, error) {
+					s := ts[i%len(ts)]
+					return exchange(s.Client(), s.URL, "POST", "/login", map[string]string{"username": "alice", "password": "wrong-password"})
+				})
+				n := statusCounts(t, "30 wrong passwords at once", rs)
+				if n[401] != 5 || n[429] != 25 {
+					t.Errorf("30 wrong passwords at once, limit 5: statuses %v, want 5 x 401 and 25 x 429", n)
+				}
+				if n := len(hw.compared()); n != 5 {
+					t.Errorf("30 wrong passwords at once, limit 5: %d bcrypt comparisons, want 5", n)
+				}
+				if r := loginAs(t, ts[len(ts)-1], "alice", "password-of-alice"); r.status != http.StatusTooManyRequests {
+					t.Errorf("right password after the burst: status = %d, want 429", r.status)
+				}
+			})
+			t.Run("address", func(t *testing.T) {
+				t.Parallel()
+				ts := throttleServers(t, servers, 5, 10)
+				rs := burst(t, 30, func(i int) (*response, error) {
+					s := ts[i%len(ts)]
+					return exchange(s.Client(), s.URL, "POST", "/login", map[string]string{"username": fmt.Sprintf("ghost%d", i), "password": "wrong-password"})
+				})
+				if n := statusCounts(t, "30 unknown users at once", rs); n[401] != 10 || n[429] != 20 {
+					t.Errorf("30 unknown users from one address at once, limit 10: statuses %v, want 10 x 401 and 20 x 429", n)
+				}
+			})
+			t.Run("no credentials", func(t *testing.T) {
+				t.Parallel()
+				ts := throttleServers(t, servers, 5, 10)
+				rs := burst(t, 30, func(i int) (*response, error) {
+					s := ts[i%len(ts)]
+					return exchange(s.Client(), s.URL, "POST", "/login", `{}`)
+				})
+				if n := statusCounts(t, "30 empty logins at once", rs); n[401] != 10 || n[429] != 20 {
+					t.Errorf("30 logins without credentials at once, limit 10: statuses %v, want 10 x 401 and 20 x 429", n)
+				}
+			})
+			t.Run("right password within the limit", func(t *testing.T) {
+				t.Parallel()
+				ts := throttleServers(t, servers, 5, 1000)
+				ts[0].signup(t, "alice", "password-of-alice")
+				rs := burst(t, 5, func(i int) (*response, error) {
+					s := ts[i%len(ts)]
+					pw := "wrong-password"
+					if i == 4 {
+						pw = "password-of-alice"
+					}
+					return exchange(s.Client(), s.URL, "POST", "/login", map[string]string{"username": "alice", "password": pw})
+				})
+				for i, r := range rs {
+					want := http.StatusUnauthorized
+					if i == 4 {
+						want = http.StatusCreated
+					}
+					if r.status != want {
+						t.Errorf("attempt %d of 4 wrong and 1 right at once, limit 5: status = %d, want %d", i, r.status, want)
+					}
+				}
+			})
+			t.Run("password change", func(t *testing.T) {
+				t.Parallel()
+				ts := throttleServers(t, servers, 5, 1000)
+				ts[0].signup(t, "alice", "password-of-alice")
+				token := ts[0].login(t, "alice", "password-of-alice")["token"].(string)
+				hw := watchHashes(ts...)
+				rs := burst(t, 20, func(i int) (*response, error) {
+					s := ts[i%len(ts)]
+					return exchange(s.Client(), s.URL, "POST", "/me/password",
+						map[string]string{"old_password": "wrong-password", "new_password": "new-password-1"}, bearer(token)...)
+				})
+				if n := statusCounts(t, "20 wrong old passwords at once", rs); n[403] != 5 || n[429] != 15 {
+					t.Errorf("20 wrong old passwords at once, limit 5: statuses %v, want 5 x 403 and 15 x 429", n)
+				}
+				if n := len(hw.compared()); n != 5 {
+					t.Errorf("20 wrong old passwords at once, limit 5: %d bcrypt comparisons, want 5", n)
+				}
+				// They count against the username: a login must wait too.
+				if r := loginAs(t, ts[0], "alice", "password-of-alice"); r.status != http.StatusTooManyRequests {
+					t.Errorf("login after 5 wrong old passwords: status = %d, want 429", r.status)
+				}
+			})
+		})
+	}
+}
+
+// TestLoginAttemptNotCheckedDoesNotCount checks that an attempt refused
+// before its password was compared (every bcrypt slot busy) leaves no
+// failure behind, and that a right password leaves none either.
+func TestLoginAttemptNotCheckedDoesNotCount(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ts.signup(t, "alice", "password-of-alice")
+	ts.s.slotWait = 10 * time.Millisecond
+	for range cap(ts.s.slots) {
+		ts.s.slots <- struct{}{}
+	}
+	r := loginAs(t, ts, "alice", "wrong-password")
+	authWantError(t, "POST /login with every bcrypt slot busy", r, http.StatusServiceUnavailable, "unavailable")
+	for range cap(ts.s.slots) {
+		<-ts.s.slots
+	}
+	if n := ts.count(t, "login_failures"); n != 0 {
+		t.Errorf("login_failures = %d after an attempt that was never checked, want 0", n)
+	}
+	ts.login(t, "alice", "password-of-alice")
+	if n := ts.count(t, "login_failures"); n != 0 {
+		t.Errorf("login_failures = %d after a right password, want 0", n)
+	}
+}
+
+// TestLoginWorkHidesCheapHashes checks that a wrong password costs at least
+// one comparison at the configured cost, also for a user whose stored hash
+// is cheaper, as for an unknown user: otherwise the quicker answer would
+// tell that the user exists.
+func TestLoginWorkHidesCheapHashes(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.bcryptCost = bcrypt.MinCost + 1
+	ts := newTestServerWith(t, cfg)
+	hash, err := bcrypt.GenerateFromPassword([]byte("password-of-carol"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.s.db.createUser(context.Background(), uuid.NewString(), "carol", string(hash), false, testStart); err != nil {
+		t.Fatalf("createUser: %v", err)
+	}
+	ts.signup(t, "dave", "password-of-dave") // hashed at the configured cost
+	hw := watchHashes(ts)
+	for _, tc := range []struct {
+		username, password string
+		status             int
+	}{
+		{"carol", "wrong-password", http.StatusUnauthorized},                              // cheap hash, wrong password
+		{"ghost", "wrong-password", http.StatusUnauthorized},                              // unknown user
+		{"dave", "wrong-password", http.StatusUnauthorized},                               // hash at the configured cost
+		{"carol", "password-of-carol" + strings.Repeat("x", 60), http.StatusUnauthorized}, // over 72 bytes
+		{"carol", "password-of-carol", http.StatusCreated},
+	} {
+		before := len(hw.compared())
+		r := loginAs(t, ts, tc.username, tc.password)
+		if r.status != tc.status {
+			t.Fatalf("POST /login %s: status = %d, want %d", tc.username, r.status, tc.status)
+		}
+		costs := hw.compared()[before:]
+		if tc.status == http.StatusUnauthorized && slices.Max(costs) < cfg.bcryptCost {
+			t.Errorf("POST /login %s with a wrong password compared costs %v, want one at %d at least", tc.username, costs, cfg.bcryptCost)
+		}
+		if tc.status == http.StatusCreated && !slices.Equal(costs, []int{bcrypt.MinCost}) {
+			t.Errorf("POST /login %s with the right password compared costs %v, want [%d]", tc.username, costs, bcrypt.MinCost)
+		}
+	}
+}
+
+// TestLoginHugeUsername checks that a username longer than any account may
+// have is answered as an unknown user is, and is not stored.
+func TestLoginHugeUsername(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	huge := strings.Repeat("a", 500<<10)
+	unknown := loginAs(t, ts, "ghost", "wrong-password")
+	pages := func() int {
+		t.Helper()
+		if onPostgres(t) {
+			return 0
+		}
+		var n int
+		if err := ts.s.db.r.QueryRow("PRAGMA page_count").Scan(&n); err != nil {
+			t.Fatalf("page_count: %v", err)
+		}
+		return n
+	}
+	before := pages()
+	for i := range 3 {
+		r := loginAs(t, ts, huge, "wrong-password")
+		if r.status != unknown.status || !bytes.Equal(r.body, unknown.body) || r.header.Get("WWW-Authenticate") != unknown.header.Get("WWW-Authenticate") {
+			t.Errorf("login %d with a 500 kB username: %d %s, want what an unknown user gets: %d %s", i, r.status, r.body, unknown.status, unknown.body)
+		}
+	}
+	var longest int
+	if err := ts.s.db.r.QueryRow("SELECT MAX(LENGTH(username_key)) FROM login_failures").Scan(&longest); err != nil {
+		t.Fatalf("read login_failures: %v", err)
+	}
+	if longest > 100 {
+		t.Errorf("login_failures holds a username key of %d characters, want at most 100", longest)
+	}
+	if grown := pages() - before; grown > 2 {
+		t.Errorf("the database grew by %d pages after three logins with a 500 kB username, want at most 2", grown)
+	}
+	// The same huge name is still one username to the throttle.
+	for range 2 {
+		loginAs(t, ts, huge, "wrong-password")
+	}
+	if r := loginAs(t, ts, huge, "wrong-password"); r.status != http.StatusTooManyRequests {
+		t.Errorf("sixth login with the same 500 kB username: status = %d, want 429", r.status)
+	}
+}
+
+// TestClientAddr checks how the address failures are counted under is read:
+// from the connection, or behind a trusted proxy from the last
+// X-Forwarded-For entry, tolerating ports and brackets, folding IPv4-mapped
+// addresses and IPv6 /64s.
+func TestClientAddr(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, remote, xff string
+		trust             bool
+		want              string
+	}{
+		{"ipv4 connection", "192.0.2.1:5000", "", false, "192.0.2.1"},
+		{"ipv6 connection", "[2001:db8:1:2:3:4:5:6]:5000", "", false, "2001:db8:1:2::/64"},
+		{"ipv4-mapped connection", "[::ffff:192.0.2.1]:5000", "", false, "192.0.2.1"},
+		{"forwarded ignored untrusted", "192.0.2.1:5000", "203.0.113.7", false, "192.0.2.1"},
+		{"forwarded ipv4", "192.0.2.1:5000", "198.51.100.1, 203.0.113.7", true, "203.0.113.7"},
+		{"forwarded ipv4 with port", "192.0.2.1:5000", "203.0.113.7:5555", true, "203.0.113.7"},
+		{"forwarded ipv6 with port", "192.0.2.1:5000", "[2001:db8::1]:443", true, "2001:db8::/64"},
+		{"forwarded ipv6 bracketed", "192.0.2.1:5000", "[2001:db8::1]", true, "2001:db8::/64"},
+		{"forwarded ipv6 same /64", "192.0.2.1:5000", "2001:db8::ffff:1", true, "2001:db8::/64"},
+		{"forwarded ipv4-mapped", "192.0.2.1:5000", "::ffff:203.0.113.7", true, "203.0.113.7"},
+		{"forwarded ipv6 zone", "192.0.2.1:5000", "fe80::1%eth0", true, "fe80::/64"},
+	} {
+		s := &server{cfg: config{trustProxy: tc.trust}}
+		r := httptest.NewRequest("POST", "/login", nil)
+		r.RemoteAddr = tc.remote
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if got := s.clientAddr(r); got != tc.want {
+			t.Errorf("%s: clientAddr(remote %s, X-Forwarded-For %q) = %q, want %q", tc.name, tc.remote, tc.xff, got, tc.want)
+		}
+	}
+}
+
+// TestLoginThrottleJunkForwardedFor checks that X-Forwarded-For entries that
+// are not addresses are never charged to the proxy's own address, which
+// would lock out every client behind it.
+func TestLoginThrottleJunkForwardedFor(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.trustProxy = true
+	cfg.loginMaxAddressFailures = 3
+	ts := newTestServerWith(t, cfg)
+	ts.signup(t, "alice", "password-of-alice")
+	for _, junk := range []string{"junk", "unknown", "not an address"} {
+		loginAs(t, ts, "ghost", "wrong-password", "X-Forwarded-For", junk)
+	}
+	for _, xff := range []string{"", "203.0.113.7:5555", "[2001:db8::1]:443"} {
+		r := loginAs(t, ts, "alice", "password-of-alice", "X-Forwarded-For", xff)
+		if r.status != http.StatusCreated {
+			t.Errorf("login with X-Forwarded-For %q after three junk entries: status = %d, want 201", xff, r.status)
+		}
+	}
+	// The same junk again is one client to the throttle.
+	if r := loginAs(t, ts, "ghost", "wrong-password", "X-Forwarded-For", "junk, junk"); r.status != http.StatusUnauthorized {
+		t.Errorf("fourth failure from junk: status = %d, want 401 (each junk entry its own client)", r.status)
+	}
+}
+
+// TestClientGoneIsNotAServerError cancels a login while it waits for a bcrypt
+// slot and checks that the server logs a 499 client close, no error, counts
+// no 5xx, and keeps no failure for the attempt it never checked.
+func TestClientGoneIsNotAServerError(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	ts.signup(t, "alice", "password-of-alice")
+	ts.s.slotWait = time.Minute
+	for range cap(ts.s.slots) {
+		ts.s.slots <- struct{}{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "POST", ts.URL+"/login", strings.NewReader(`{"username":"alice","password":"wrong-password"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := ts.Client().Do(req)
+		errc <- err
+	}()
+	pollUntil(t, 10*time.Second, "the login waiting for a bcrypt slot", func() bool { return ts.s.metrics.bcryptWaits.Value() == 1 })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled login: err = %v, want context.Canceled", err)
+	}
+	pollUntil(t, 10*time.Second, "the access line of the cancelled login", func() bool { return strings.Contains(ts.logs.String(), "status=499") })
+	for range cap(ts.s.slots) {
+		<-ts.s.slots
+	}
+	if logs := ts.logs.String(); strings.Contains(logs, "level=ERROR") || strings.Contains(logs, "level=WARN") {
+		t.Errorf("a client that went away was logged as a server problem:\n%s", logs)
+	}
+	if n := ts.s.metrics.internalErrors.Value() + ts.s.metrics.dbUnavailable.Value(); n != 0 {
+		t.Errorf("server errors counted = %d, want 0", n)
+	}
+	if n := ts.count(t, "login_failures"); n != 0 {
+		t.Errorf("login_failures = %d after a login cancelled before its check, want 0", n)
+	}
+}

@@ -82,10 +82,20 @@ func badJSON(format string, a ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: "invalid_json", msg: fmt.Sprintf(format, a...)}
 }
 
+// statusClientClosed is the access log's status for a request whose client
+// went away before it was answered, as nginx logs it. No client sees it.
+const statusClientClosed = 499
+
 // serveError writes err as the contract's error body: an *apiError as it is,
 // errUnavailable as 503, and anything else as a 500 whose details go only to
-// the log.
+// the log. A request whose client has gone (its context is cancelled, so
+// whatever it waited for failed) is no error of the server's: it is logged
+// as 499 by the access line and nothing else.
 func (s *server) serveError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		w.WriteHeader(statusClientClosed)
+		return
+	}
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
@@ -236,28 +246,55 @@ func decode(w http.ResponseWriter, r *http.Request, v validator) error {
 }
 
 // parseObject is decode without the HTTP: body must be one JSON object
-// acceptable to v.
+// acceptable to v. Each member is decoded into the field of v with exactly
+// its name (encoding/json alone would match "Username" to "username"), and
+// the first member that is unknown, given twice or of the wrong type ends
+// the reading: a body of a hundred thousand members costs no more than one
+// long string, since both are scanned once as a whole, then only up to the
+// offending member.
 func parseObject(body []byte, v validator) error {
-	names, err := objectMembers(body)
-	if err != nil {
+	if err := checkJSONText(body); err != nil {
 		if len(bytes.TrimSpace(body)) == 0 {
 			return badJSON("The request body must be a JSON object; it is empty.")
 		}
 		return badJSON("The request body must be one JSON object: %v.", err)
 	}
-	if err := checkMemberNames(names, v); err != nil {
-		return err
-	}
+	fields := reflect.ValueOf(v).Elem()
+	seen := make(map[string]bool, fields.NumField())
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return badRequest("Member %q has the wrong type: want %s.", te.Field, jsonKind(te.Type))
+	dec.Token() // the opening brace; the text is known to be well formed
+	for dec.More() {
+		t, _ := dec.Token()
+		name, _ := t.(string)
+		if seen[name] {
+			return badJSON("The request body must be one JSON object: member %q given twice.", name)
 		}
-		return badRequest("The request body is not acceptable: %v.", err)
+		f, ok := fieldNamed(fields, name)
+		if !ok {
+			return badRequest("Unknown member %q.", name)
+		}
+		seen[name] = true
+		if err := dec.Decode(f.Addr().Interface()); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return badRequest("Member %q has the wrong type: want %s.", name, jsonKind(te.Type))
+			}
+			return badRequest("Member %q is not acceptable: %v.", name, err)
+		}
 	}
 	return v.valid()
+}
+
+// fieldNamed returns the exported field of the struct v whose JSON name is
+// exactly name.
+func fieldNamed(v reflect.Value, name string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); t.Field(i).IsExported() && tag == name {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
 }
 
 // jsonKind names a Go type as the JSON kind a client should send.
@@ -271,26 +308,6 @@ func jsonKind(t reflect.Type) string {
 		return "a number"
 	}
 	return "another type"
-}
-
-// checkMemberNames refuses top-level members that are not fields of v, with
-// exact case: encoding/json alone would match "Username" to "username".
-func checkMemberNames(names []string, v any) error {
-	t := reflect.TypeOf(v).Elem()
-	known := make(map[string]bool, t.NumField())
-	for i := range t.NumField() {
-		if !t.Field(i).IsExported() {
-			continue
-		}
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		known[name] = true
-	}
-	for _, name := range names {
-		if !known[name] {
-			return badRequest("Unknown member %q.", name)
-		}
-	}
-	return nil
 }
 
 // ctxKey is the type of this package's context keys.

@@ -198,3 +198,68 @@ func TestCORSOriginsConfig(t *testing.T) {
 		}
 	}
 }
+
+// hostileBodies are request bodies of nearly 1 MiB that cost a careless
+// decoder very differently: one long string, and very many small members,
+// unknown or nested in a known one.
+func hostileBodies() map[string][]byte {
+	const size = 1<<20 - 64
+	long := []byte(`{"username":"` + strings.Repeat("a", size-len(`{"username":""}`)) + `"}`)
+	many := []byte("{")
+	for i := 0; len(many) < size-16; i++ {
+		if i > 0 {
+			many = append(many, ',')
+		}
+		many = strconv.AppendQuote(append(many, ""...), "m"+strconv.Itoa(i))
+		many = append(many, ":0"...)
+	}
+	many = append(many, '}')
+	nested := []byte(`{"username":[`)
+	for len(nested) < size-16 {
+		nested = append(nested, "0,"...)
+	}
+	nested = append(nested, "0]}"...)
+	nestedObj := []byte(`{"username":{`)
+	for i := 0; len(nestedObj) < size-16; i++ {
+		if i > 0 {
+			nestedObj = append(nestedObj, ',')
+		}
+		nestedObj = strconv.AppendQuote(nestedObj, "m"+strconv.Itoa(i))
+		nestedObj = append(nestedObj, ":0"...)
+	}
+	nestedObj = append(nestedObj, '}', '}')
+	return map[string][]byte{"long-string": long, "many-members": many, "nested-array": nested, "nested-members": nestedObj}
+}
+
+// BenchmarkDecodeHostile compares refusing each hostile body: the many-member
+// ones should cost about what the long string costs.
+func BenchmarkDecodeHostile(b *testing.B) {
+	for _, name := range []string{"long-string", "many-members", "nested-array", "nested-members"} {
+		body := hostileBodies()[name]
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				var c credentials
+				if err := parseObject(body, &c); err == nil {
+					b.Fatal("accepted")
+				}
+			}
+		})
+	}
+}
+
+// TestHostileBodiesRefused sends each hostile body to POST /signup: every
+// one is refused as invalid_request, and nothing is stored.
+func TestHostileBodiesRefused(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	for name, body := range hostileBodies() {
+		r := ts.do(t, "POST", "/signup", body)
+		if r.status != 400 || !strings.Contains(string(r.body), `"error":"invalid_request"`) {
+			t.Errorf("POST /signup %s: %d %s, want 400 invalid_request", name, r.status, r.body)
+		}
+	}
+	if n := ts.count(t, "users"); n != 0 {
+		t.Errorf("users = %d after hostile signups, want 0", n)
+	}
+}

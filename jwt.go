@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -666,44 +665,45 @@ func numericDate(raw json.RawMessage) (time.Time, error) {
 // checkObject reports whether data is exactly one JSON object in valid UTF-8,
 // with no member given twice in any object, no lone UTF-16 surrogate escapes
 // (encoding/json would silently turn them into U+FFFD), and nothing after it.
-// It is shared by the token verifier and the request decoder.
+// The token verifier uses it on a header or payload of at most 8 KiB.
 func checkObject(data []byte) error {
-	_, err := objectMembers(data)
-	return err
+	if err := checkJSONText(data); err != nil {
+		return err
+	}
+	return walkValue(json.NewDecoder(bytes.NewReader(data)), 0)
 }
 
-// objectMembers is checkObject that also returns the object's top-level
-// member names, as the request decoder needs them to refuse unknown ones.
-func objectMembers(data []byte) ([]string, error) {
+// checkJSONText reports whether data is one well-formed JSON object in valid
+// UTF-8, with no lone UTF-16 surrogate escapes and nothing after it. It
+// reads data once, allocating nothing for its members.
+func checkJSONText(data []byte) error {
 	if !utf8.Valid(data) {
-		return nil, errors.New("not valid UTF-8")
+		return errors.New("not valid UTF-8")
 	}
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, errors.New("not a JSON object")
+		return errors.New("not a JSON object")
 	}
 	if err := checkEscapes(data); err != nil {
-		return nil, err
+		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var names []string
-	if err := walkValue(dec, 0, &names); err != nil {
-		return nil, err
+	if !json.Valid(data) {
+		// Decode again, only to say where and why.
+		var v json.RawMessage
+		err := json.Unmarshal(data, &v)
+		if err == nil {
+			err = errors.New("invalid")
+		}
+		return fmt.Errorf("malformed JSON: %v", err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON object")
-	}
-	return names, nil
+	return nil
 }
 
 // maxDepth bounds nesting so hostile input cannot exhaust the stack.
 const maxDepth = 64
 
 // walkValue reads one JSON value from dec, refusing repeated object members.
-// If the value is an object and names is not nil, its member names are
-// appended to *names.
-func walkValue(dec *json.Decoder, depth int, names *[]string) error {
+func walkValue(dec *json.Decoder, depth int) error {
 	if depth > maxDepth {
 		return errors.New("nested too deeply")
 	}
@@ -728,16 +728,13 @@ func walkValue(dec *json.Decoder, depth int, names *[]string) error {
 				return fmt.Errorf("member %q given twice", name)
 			}
 			seen[name] = true
-			if names != nil {
-				*names = append(*names, name)
-			}
-			if err := walkValue(dec, depth+1, nil); err != nil {
+			if err := walkValue(dec, depth+1); err != nil {
 				return err
 			}
 		}
 	case '[':
 		for dec.More() {
-			if err := walkValue(dec, depth+1, nil); err != nil {
+			if err := walkValue(dec, depth+1); err != nil {
 				return err
 			}
 		}

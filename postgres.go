@@ -205,12 +205,12 @@ func migrateNext(ctx context.Context, db *sql.DB, fsys fs.FS, steps []migrationS
 	return false, nil
 }
 
-// pgTx is tx on PostgreSQL: fn runs in a SERIALIZABLE transaction of its own
-// on the pool. One that PostgreSQL aborts as a serialization failure or a
+// pgTx is tx on PostgreSQL: fn runs in a transaction of its own on the pool,
+// at the given isolation level. One that PostgreSQL aborts as a serialization failure or a
 // deadlock is rolled back and run again, after a short random pause, up to
 // pgAttempts times; then it is errUnavailable. Like the SQLite writer, it
 // gives fn a context that is never cancelled, and close waits for it.
-func (st *store) pgTx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+func (st *store) pgTx(ctx context.Context, level sql.IsolationLevel, fn func(context.Context, *sql.Tx) error) error {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	if st.closed {
@@ -222,17 +222,17 @@ func (st *store) pgTx(ctx context.Context, fn func(context.Context, *sql.Tx) err
 		if attempt > 0 {
 			time.Sleep(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond))))
 		}
-		if err = classify(pgTxOnce(ctx, st.w, fn)); !errors.Is(err, errSerialization) {
+		if err = classify(pgTxOnce(ctx, st.w, level, fn)); !errors.Is(err, errSerialization) {
 			return err
 		}
 	}
 	return err
 }
 
-// pgTxOnce runs fn in one SERIALIZABLE transaction and commits it if fn
-// returns nil.
-func pgTxOnce(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable})
+// pgTxOnce runs fn in one transaction at the given isolation level and
+// commits it if fn returns nil.
+func pgTxOnce(ctx context.Context, db *sql.DB, level sql.IsolationLevel, fn func(context.Context, *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: level})
 	if err != nil {
 		return err
 	}

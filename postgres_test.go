@@ -152,6 +152,12 @@ func postgresTests() []namedTest {
 		{"TestLoginThrottleTrustProxy", TestLoginThrottleTrustProxy},
 		{"TestLoginThrottleSharedAndPruned", TestLoginThrottleSharedAndPruned},
 		{"TestHashSlotsBusy", TestHashSlotsBusy},
+		{"TestLoginThrottleHoldsUnderBurst", TestLoginThrottleHoldsUnderBurst},
+		{"TestLoginAttemptNotCheckedDoesNotCount", TestLoginAttemptNotCheckedDoesNotCount},
+		{"TestLoginWorkHidesCheapHashes", TestLoginWorkHidesCheapHashes},
+		{"TestLoginHugeUsername", TestLoginHugeUsername},
+		{"TestLoginThrottleJunkForwardedFor", TestLoginThrottleJunkForwardedFor},
+		{"TestClientGoneIsNotAServerError", TestClientGoneIsNotAServerError},
 		{"TestLifecycleSecretsNotLogged", TestLifecycleSecretsNotLogged},
 		{"TestDeletedUserEndsSessions", TestDeletedUserEndsSessions},
 		// books_test.go
@@ -187,6 +193,8 @@ func sqliteOnlyTests() map[string]string {
 	)
 	return map[string]string{
 		"TestOpenStoreSchemaAndSettings":        sqlite,
+		"TestClientAddr":                        noDB,
+		"TestHostileBodiesRefused":              noDB,
 		"TestMigrateAppliesStepsInOrder":        twin,
 		"TestMigrateBrokenStepIsRolledBack":     twin,
 		"TestMigrateRefusesBadFileNames":        twin,

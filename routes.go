@@ -34,6 +34,10 @@ type server struct {
 	// dummyHash is compared against at login when the user does not exist,
 	// so that an unknown user costs the same bcrypt work as a wrong password.
 	dummyHash func() []byte
+
+	// compareHash is bcrypt.CompareHashAndPassword; tests wrap it to see
+	// which hashes a login compares against.
+	compareHash func(hash, pw []byte) error
 }
 
 // newServer wires a server from its parts.
@@ -43,7 +47,7 @@ func newServer(cfg config, db *store, log *slog.Logger, keys keyring, now func()
 		n = max(1, runtime.NumCPU()-1)
 	}
 	s := &server{cfg: cfg, db: db, log: log, keys: keys, now: now, slots: make(chan struct{}, n), slotWait: 5 * time.Second,
-		metrics: newMetrics(), requestIDs: newIDSource()}
+		metrics: newMetrics(), requestIDs: newIDSource(), compareHash: bcrypt.CompareHashAndPassword}
 	s.bodies.New = func() any { return new([]byte) }
 	cost := cfg.bcryptCost
 	s.dummyHash = sync.OnceValue(func() []byte {

@@ -402,7 +402,7 @@ func classify(err error) error {
 // fn more than once: fn must set whatever it returns on every run.
 func (st *store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	if st.postgres {
-		return st.pgTx(ctx, fn)
+		return st.pgTx(ctx, sql.LevelSerializable, fn)
 	}
 	job := writeJob{fn: fn, done: make(chan error, 1)}
 	st.mu.RLock()
@@ -413,6 +413,17 @@ func (st *store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error
 	st.writes <- job
 	st.mu.RUnlock()
 	return <-job.done
+}
+
+// txReadCommitted is tx for a transaction that keeps its own invariant with
+// locks: on PostgreSQL it runs READ COMMITTED, so each statement sees what
+// was committed before it, including by whoever held a lock fn waited for.
+// On SQLite, whose one writer runs transactions one at a time, it is tx.
+func (st *store) txReadCommitted(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	if st.postgres {
+		return st.pgTx(ctx, sql.LevelReadCommitted, fn)
+	}
+	return st.tx(ctx, fn)
 }
 
 // writer commits the queued jobs, a group at a time, until close.
@@ -1212,55 +1223,86 @@ func (st *store) rotateRefresh(ctx context.Context, oldHash, newHash []byte, now
 	return u, nil
 }
 
-// loginRetryAt reports when a login for usernameKey from address may be tried
-// again: the zero time if now, else the moment enough failures in the window
-// have aged out. usernameKey "" checks the address only.
-func (st *store) loginRetryAt(ctx context.Context, usernameKey, address string, now time.Time, window time.Duration, maxUser, maxAddr int) (time.Time, error) {
+// reserveLogin claims the right to check one password for usernameKey from
+// address, now. If fewer than maxUser failures for the username (when given)
+// and fewer than maxAddr for the address fall within the window, it stores a
+// failure in advance and returns its id: the attempt counts until it is known
+// to have succeeded (releaseLogin). Otherwise it stores nothing and returns
+// the moment enough failures will have aged out. The check and the insert are
+// one transaction that no other reservation for the same username or address
+// can interleave with, so however many attempts arrive at once, at most the
+// limit are let through in a window. usernameKey "" counts for the address
+// only. Failures that have left the window are pruned on the way.
+func (st *store) reserveLogin(ctx context.Context, usernameKey, address string, now time.Time, window time.Duration, maxUser, maxAddr int) (int64, time.Time, error) {
 	since := unix(now.Add(-window))
-	// The max-th newest failure in the window is the one that must age out.
-	nth := func(column, value string, limit int) (int64, error) {
-		var at int64
-		err := st.read.QueryRowContext(ctx,
-			`SELECT at FROM login_failures WHERE `+column+` = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?`,
-			value, since, limit-1).Scan(&at)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, nil
+	var id, retry int64
+	err := st.txReadCommitted(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		id, retry = 0, 0
+		if st.postgres {
+			// Other instances' reservations for this username or address wait
+			// here; READ COMMITTED lets the queries below see what they stored.
+			// The username is locked first, in one key space, and the address
+			// in another, so two reservations never wait for each other in a
+			// cycle.
+			if usernameKey != "" {
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(1, hashtext(?))`, usernameKey); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(2, hashtext(?))`, address); err != nil {
+				return err
+			}
 		}
-		return at, classify(err)
-	}
-	var retry int64
-	if usernameKey != "" {
-		at, err := nth("username_key", usernameKey, maxUser)
+		// The max-th newest failure in the window is the one that must age out.
+		nth := func(column, value string, limit int) (int64, error) {
+			var at int64
+			err := tx.QueryRowContext(ctx,
+				`SELECT at FROM login_failures WHERE `+column+` = ? AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?`,
+				value, since, limit-1).Scan(&at)
+			if errors.Is(err, sql.ErrNoRows) {
+				return 0, nil
+			}
+			return at, err
+		}
+		if usernameKey != "" {
+			at, err := nth("username_key", usernameKey, maxUser)
+			if err != nil {
+				return err
+			}
+			retry = at
+		}
+		at, err := nth("address", address, maxAddr)
 		if err != nil {
-			return time.Time{}, fmt.Errorf("login throttle: %w", err)
-		}
-		retry = at
-	}
-	at, err := nth("address", address, maxAddr)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("login throttle: %w", err)
-	}
-	retry = max(retry, at)
-	if retry == 0 {
-		return time.Time{}, nil
-	}
-	return fromUnix(retry).Add(window), nil
-}
-
-// recordLoginFailure notes a failed login (usernameKey "" when no username
-// was given) and prunes failures that have left the window.
-func (st *store) recordLoginFailure(ctx context.Context, usernameKey, address string, now time.Time, window time.Duration) error {
-	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE at <= ?`, unix(now.Add(-window))); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO login_failures (username_key, address, at) VALUES (?, ?, ?)`,
-			nullable(usernameKey), address, unix(now))
+		if retry = max(retry, at); retry != 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE at <= ?`, since); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx,
+			`INSERT INTO login_failures (username_key, address, at) VALUES (?, ?, ?) RETURNING id`,
+			nullable(usernameKey), address, unix(now)).Scan(&id)
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("reserve login attempt: %w", err)
+	}
+	if retry != 0 {
+		return 0, fromUnix(retry).Add(window), nil
+	}
+	return id, time.Time{}, nil
+}
+
+// releaseLogin forgets a reserved attempt that did not fail: its password was
+// right, or it was never checked.
+func (st *store) releaseLogin(ctx context.Context, id int64) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE id = ?`, id)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("record login failure: %w", err)
+		return fmt.Errorf("release login attempt: %w", err)
 	}
 	return nil
 }

@@ -686,11 +686,11 @@ func TestStoreLookupsOfUnstorableText(t *testing.T) {
 			}
 		}
 		key := foldKey(s)
-		if err := st.recordLoginFailure(ctx, key, "192.0.2.1", testStart, time.Minute); err != nil {
-			t.Errorf("recordLoginFailure(%q): %v", key, err)
+		if _, at, err := st.reserveLogin(ctx, key, "192.0.2.1", testStart, time.Minute, 1, 1000); err != nil || !at.IsZero() {
+			t.Errorf("reserveLogin(%q) = %v, %v; want a reservation", key, at, err)
 		}
-		if at, err := st.loginRetryAt(ctx, key, "192.0.2.1", testStart, time.Minute, 1, 1000); err != nil || at.IsZero() {
-			t.Errorf("loginRetryAt(%q) after one failure, limit 1 = %v, %v; want a time to wait for", key, at, err)
+		if _, at, err := st.reserveLogin(ctx, key, "192.0.2.1", testStart, time.Minute, 1, 1000); err != nil || at.IsZero() {
+			t.Errorf("reserveLogin(%q) after one failure, limit 1 = %v, %v; want a time to wait for", key, at, err)
 		}
 		if err := st.clearLoginFailures(ctx, key); err != nil {
 			t.Errorf("clearLoginFailures(%q): %v", key, err)
