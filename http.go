@@ -88,13 +88,17 @@ const statusClientClosed = 499
 
 // serveError writes err as the contract's error body: an *apiError as it is,
 // errUnavailable as 503, and anything else as a 500 whose details go only to
-// the log. A request whose client has gone (its context is cancelled, so
-// whatever it waited for failed) is no error of the server's: it is logged
-// as 499 by the access line and nothing else.
+// the log. Once the request's context has ended, whatever failed failed for
+// that reason: past its deadline the request is a 503, like a database that
+// does not answer; a client that went away is no error of the server's, and
+// is logged as 499 by the access line and nothing else.
 func (s *server) serveError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
-		w.WriteHeader(statusClientClosed)
-		return
+	if ctx := r.Context(); ctx.Err() != nil {
+		if !errors.Is(context.Cause(ctx), errDeadline) {
+			w.WriteHeader(statusClientClosed)
+			return
+		}
+		err = fmt.Errorf("%w: %w: %v", errUnavailable, errDeadline, err)
 	}
 	var ae *apiError
 	switch {
@@ -201,9 +205,21 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// handle adapts a handler that returns an error to http.Handler.
+// errDeadline is the cause of a request's context once its -db-timeout has
+// passed.
+var errDeadline = errors.New("request deadline (-db-timeout) passed")
+
+// handle adapts a handler that returns an error to http.Handler. The
+// handler's context ends -db-timeout after the request starts (at once if
+// the client goes away), which bounds every wait for the database: for a
+// connection, a lock, a query or the SQLite writer.
 func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.dbTimeout > 0 {
+			ctx, cancel := context.WithTimeoutCause(r.Context(), s.cfg.dbTimeout, errDeadline)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		if err := h(w, r); err != nil {
 			s.serveError(w, r, err)
 		}

@@ -47,6 +47,10 @@ const minSecretLen = 32
 // shutdownTimeout is how long in-flight requests get to finish after SIGTERM.
 const shutdownTimeout = 30 * time.Second
 
+// maxDBTimeout is the longest -db-timeout: a request that waited longer
+// could not be answered before the server's 30 s write timeout.
+const maxDBTimeout = 20 * time.Second
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
@@ -76,8 +80,9 @@ type config struct {
 	loginWindow             time.Duration // the sliding throttling window
 	trustProxy              bool          // take the client address from X-Forwarded-For
 
-	corsOrigins []string // origins allowed by CORS; "*" for any
-	debugAddr   string   // listen address of expvar and pprof; "" for none
+	corsOrigins []string      // origins allowed by CORS; "*" for any
+	debugAddr   string        // listen address of expvar and pprof; "" for none
+	dbTimeout   time.Duration // the deadline of a request's database work; 0 for none
 }
 
 // run is the whole program with its surroundings passed in, so tests can
@@ -242,6 +247,8 @@ func parseServe(args []string, getenv func(string) string, stdout io.Writer) (co
 	f.bind("cors-origins", "BOOKAPI_CORS_ORIGINS")
 	f.StringVar(&cfg.debugAddr, "debug-addr", "", "listen address for expvar (/debug/vars) and pprof; off when empty")
 	f.bind("debug-addr", "BOOKAPI_DEBUG_ADDR")
+	f.DurationVar(&cfg.dbTimeout, "db-timeout", 5*time.Second, "the most time a request may wait for the database; then 503")
+	f.bind("db-timeout", "BOOKAPI_DB_TIMEOUT")
 	if err := f.parse(args, getenv); err != nil {
 		return cfg, err
 	}
@@ -274,6 +281,8 @@ func parseServe(args []string, getenv func(string) string, stdout io.Writer) (co
 		return cfg, fmt.Errorf("-login-window: %v is shorter than 1s", cfg.loginWindow)
 	case cfg.hashSlots < 0:
 		return cfg, fmt.Errorf("-bcrypt-slots: %d is negative", cfg.hashSlots)
+	case cfg.dbTimeout < 10*time.Millisecond || cfg.dbTimeout > maxDBTimeout:
+		return cfg, fmt.Errorf("-db-timeout: %v is outside 10ms-%v", cfg.dbTimeout, maxDBTimeout)
 	}
 	if s := getenv("SECRET_KEY"); s != "" {
 		if len(s) < minSecretLen {
@@ -391,6 +400,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			log.Error("close database", "err", err)
 		}
 	}()
+	if err := st.setLockTimeout(ctx, cfg.dbTimeout); err != nil {
+		return err
+	}
 	if cfg.secret == nil {
 		secret, created, err := loadSecret(dbPath(cfg.db))
 		if err != nil {

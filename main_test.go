@@ -108,6 +108,7 @@ func testConfig(t *testing.T) config {
 		loginMaxFailures:        5,
 		loginMaxAddressFailures: 50,
 		loginWindow:             15 * time.Minute,
+		dbTimeout:               5 * time.Second,
 	}
 }
 
@@ -123,6 +124,9 @@ func newTestServerWith(t *testing.T, cfg config) *testServer {
 	st, err := openStore(context.Background(), cfg.db, cfg.dbMaxConns)
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
+	}
+	if err := st.setLockTimeout(context.Background(), cfg.dbTimeout); err != nil {
+		t.Fatalf("setLockTimeout: %v", err)
 	}
 	logs := &syncBuffer{}
 	clock := &testClock{t: testStart}

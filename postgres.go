@@ -4,9 +4,12 @@ package main
 // is one code path for both databases. The queries there are written once,
 // with ? placeholders: the connections opened here rewrite them to $1, $2, ...
 // (once per query text) and pass arguments as SQLite takes them. Writes run
-// as SERIALIZABLE transactions on the shared pool, so that concurrent ones,
-// from this instance or another, behave as if run one at a time, as SQLite's
-// single writer runs them.
+// as READ COMMITTED transactions on the shared pool. Each keeps its invariant
+// the way READ COMMITTED allows, whatever other instances do at the same
+// time: unique constraints (usernames, titles), a conditional update (a
+// refresh token is spent once), advisory locks (the login limits). So no
+// write is aborted merely because another ran beside it, as SERIALIZABLE
+// transactions were, at the books->users foreign key above all.
 
 import (
 	"context"
@@ -42,7 +45,7 @@ const migrationLock = 0x626f6f6b617069
 
 // pgAttempts bounds how often a write transaction that PostgreSQL aborted as
 // a serialization failure or a deadlock is run.
-const pgAttempts = 10
+const pgAttempts = 5
 
 // errSerialization is a write PostgreSQL aborted because a concurrent one
 // conflicted with it; it is errUnavailable once retries have run out.
@@ -205,34 +208,45 @@ func migrateNext(ctx context.Context, db *sql.DB, fsys fs.FS, steps []migrationS
 	return false, nil
 }
 
-// pgTx is tx on PostgreSQL: fn runs in a transaction of its own on the pool,
-// at the given isolation level. One that PostgreSQL aborts as a serialization failure or a
-// deadlock is rolled back and run again, after a short random pause, up to
-// pgAttempts times; then it is errUnavailable. Like the SQLite writer, it
-// gives fn a context that is never cancelled, and close waits for it.
-func (st *store) pgTx(ctx context.Context, level sql.IsolationLevel, fn func(context.Context, *sql.Tx) error) error {
+// pgTx is tx on PostgreSQL: fn runs in a READ COMMITTED transaction of its
+// own on the pool, whatever the server's default. One that PostgreSQL aborts
+// as retryable (a deadlock, or a serialization failure) is rolled back and
+// run again, after a short random pause, up to pgAttempts times; then it is
+// errUnavailable. Nothing else is retried: after a lost connection nobody
+// knows whether the commit happened.
+//
+// A client that goes away does not cancel the transaction, but ctx's
+// deadline (the request's -db-timeout) holds: past it the transaction is
+// rolled back, or its commit's outcome is unknown, and either way the
+// request is answered 503. close waits for transactions under way.
+func (st *store) pgTx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	if st.closed {
 		return fmt.Errorf("%w: store closed", errUnavailable)
 	}
-	ctx = context.WithoutCancel(ctx)
+	bounded := context.WithoutCancel(ctx)
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		bounded, cancel = context.WithDeadline(bounded, d)
+		defer cancel()
+	}
 	var err error
 	for attempt := range pgAttempts {
 		if attempt > 0 {
 			time.Sleep(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond))))
 		}
-		if err = classify(pgTxOnce(ctx, st.w, level, fn)); !errors.Is(err, errSerialization) {
+		if err = classify(pgTxOnce(bounded, st.w, fn)); !errors.Is(err, errSerialization) {
 			return err
 		}
 	}
 	return err
 }
 
-// pgTxOnce runs fn in one transaction at the given isolation level and
-// commits it if fn returns nil.
-func pgTxOnce(ctx context.Context, db *sql.DB, level sql.IsolationLevel, fn func(context.Context, *sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: level})
+// pgTxOnce runs fn in one READ COMMITTED transaction and commits it if fn
+// returns nil.
+func pgTxOnce(ctx context.Context, db *sql.DB, fn func(context.Context, *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return err
 	}
@@ -244,13 +258,21 @@ func pgTxOnce(ctx context.Context, db *sql.DB, level sql.IsolationLevel, fn func
 }
 
 // postgresSentinel returns the store's sentinel error for a PostgreSQL or
-// connection error, or nil: a connection that could not be opened, whatever
-// the server answered (a missing database, a refused login, one that does
-// not take connections now), a lost connection, a server out of
-// connections, memory or disk, shutting down or read-only (a standby) is
-// errUnavailable; a unique violation is errConflict; a serialization failure
-// or deadlock is errSerialization. Other errors, a foreign key violation
-// among them, are bugs of ours, as on SQLite.
+// connection error, or nil. By error class:
+//
+//   - unavailable: a connection that could not be opened, whatever the
+//     server answered (a missing database, a refused login, one that does
+//     not take connections now); a connection lost, reset or closed by the
+//     driver after an error; one that timed out; SQLSTATE class 08
+//     (connection exception), 53 (insufficient resources: too many
+//     connections, out of memory or disk), 57P01-57P03 (admin or crash
+//     shutdown, starting up) and 25006 (a read-only server, as a standby is);
+//   - conflict: 23505, a unique violation;
+//   - retryable (errSerialization): 40001 and 40P01, which PostgreSQL says
+//     may succeed if run again.
+//
+// Other errors, a foreign key violation among them, are bugs of ours, as on
+// SQLite.
 func postgresSentinel(err error) error {
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) { // before PgError, which it may wrap
@@ -271,8 +293,10 @@ func postgresSentinel(err error) error {
 		}
 		return nil
 	}
-	var oe *net.OpError
-	if errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, driver.ErrBadConn) {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, pgconn.ErrConnClosed) ||
+		errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
 		return errUnavailable
 	}
 	return nil

@@ -12,11 +12,13 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,9 +27,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // skipNoPostgres says why the PostgreSQL tests did not run.
@@ -206,6 +211,7 @@ func sqliteOnlyTests() map[string]string {
 		"TestShutdownUnderLoad":                 file,
 		"TestFullDiskAnswers503AndRecovers":     file,
 		"TestReadOnlyDatabaseAnswers503":        file,
+		"TestLockedDatabaseKeepsDeadline":       file,
 		"TestStartRefusesUnusableDatabase":      file,
 		"TestSoak":                              "opt-in soak of a SQLite child process",
 		"TestRunSecretFile":                     "the secret file beside a SQLite database; PostgreSQL requires SECRET_KEY",
@@ -564,40 +570,110 @@ func TestPostgresClassify(t *testing.T) {
 		t.Errorf("tx with the connection refused by the server: err = %v, want errUnavailable", err)
 	}
 
-	// Transactions that each read a row, then write it, conflict under
-	// SERIALIZABLE; the losers are run again until each has had its turn.
-	storeBook(t, st, alice, "Counter", "0")
-	const writers = 8
+	// A role over its connection limit: too many connections (53300).
+	var raw [4]byte
+	rand.Read(raw[:])
+	role := "bookapi_limited_" + hex.EncodeToString(raw[:])
+	admin := postgresAdmin(t)
+	if _, err := admin.Exec(`CREATE ROLE ` + role + ` LOGIN CONNECTION LIMIT 1`); err != nil {
+		t.Fatalf("create role: %v", err)
+	}
+	t.Cleanup(func() { admin.Exec(`DROP ROLE ` + role) })
+	lu, err := url.Parse(postgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lu.User = url.User(role)
+	limited := pgRaw(t, lu.String())
+	held, err := limited.Conn(ctx)
+	if err != nil {
+		t.Fatalf("the role's one connection: %v", err)
+	}
+	defer held.Close()
+	crowded := &store{postgres: true, w: limited}
+	if err := crowded.tx(ctx, func(context.Context, *sql.Tx) error { return nil }); !errors.Is(err, errUnavailable) || !strings.Contains(err.Error(), "53300") {
+		t.Errorf("tx over the role's connection limit: err = %v, want errUnavailable for SQLSTATE 53300", err)
+	}
+
+	// Two transactions that lock two rows in opposite orders deadlock;
+	// PostgreSQL aborts one (40P01, which it says may be retried), and tx
+	// runs it again, so both succeed.
+	storeBook(t, st, alice, "First", "0")
+	storeBook(t, st, alice, "Second", "0")
 	var wg sync.WaitGroup
-	errs := make([]error, writers)
-	start := make(chan struct{})
-	for i := range writers {
+	var locked sync.WaitGroup // each has locked its first row
+	locked.Add(2)
+	errs := make([]error, 2)
+	runs := make([]int, 2)
+	for i, order := range [][2]string{{"First", "Second"}, {"Second", "First"}} {
+		once := sync.OnceFunc(func() { locked.Done(); locked.Wait() })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			<-start
 			errs[i] = st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-				var n int
-				if err := tx.QueryRowContext(ctx, `SELECT CAST(author AS INTEGER) FROM books WHERE title = 'Counter'`).Scan(&n); err != nil {
-					return err
+				runs[i]++
+				for j, title := range order {
+					if _, err := tx.ExecContext(ctx, `UPDATE books SET author = author || 'x', author_key = author_key || 'x' WHERE title = ?`, title); err != nil {
+						return err
+					}
+					if j == 0 {
+						once() // only the first run waits for the other
+					}
 				}
-				_, err := tx.ExecContext(ctx, `UPDATE books SET author = ?, author_key = ? WHERE title = 'Counter'`, fmt.Sprint(n+1), fmt.Sprint(n+1))
-				return err
+				return nil
 			})
 		}()
 	}
-	close(start)
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Errorf("read-modify-write #%d: %v", i, err)
+			t.Errorf("deadlocked transaction %d: %v, want it retried until it commits", i, err)
 		}
 	}
-	var got string
-	if err := st.r.QueryRow(`SELECT author FROM books WHERE title = 'Counter'`).Scan(&got); err != nil || got != fmt.Sprint(writers) {
-		t.Errorf("counter after %d concurrent increments = %q (%v), want %d: none lost", writers, got, err, writers)
+	if runs[0]+runs[1] < 3 {
+		t.Errorf("deadlocked transactions ran %d and %d times; want one of them run again", runs[0], runs[1])
 	}
+	var got string
+	if err := st.r.QueryRow(`SELECT author FROM books WHERE title = 'First'`).Scan(&got); err != nil || got != "0xx" {
+		t.Errorf("author after both transactions = %q (%v), want 0xx", got, err)
+	}
+}
 
+// TestPostgresErrorClasses checks how errors PostgreSQL or the connection
+// give are classed, for those no test can make the server give.
+func TestPostgresErrorClasses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want error // nil: none of the store's sentinels
+	}{
+		{&pgconn.PgError{Code: "57P01"}, errUnavailable}, // admin_shutdown
+		{&pgconn.PgError{Code: "57P02"}, errUnavailable}, // crash_shutdown
+		{&pgconn.PgError{Code: "57P03"}, errUnavailable}, // cannot_connect_now: starting up
+		{&pgconn.PgError{Code: "53300"}, errUnavailable}, // too_many_connections
+		{&pgconn.PgError{Code: "53100"}, errUnavailable}, // disk_full
+		{&pgconn.PgError{Code: "08006"}, errUnavailable}, // connection_failure
+		{&pgconn.PgError{Code: "25006"}, errUnavailable}, // read_only_sql_transaction
+		{&pgconn.PgError{Code: "40001"}, errSerialization},
+		{&pgconn.PgError{Code: "40P01"}, errSerialization},
+		{&pgconn.PgError{Code: "23505"}, errConflict},
+		{&pgconn.PgError{Code: "23503"}, nil}, // a foreign key violation is a bug of ours
+		{&pgconn.PgError{Code: "42P01"}, nil}, // so is a missing table
+		{fmt.Errorf("insert book: %w", pgconn.ErrConnClosed), errUnavailable},
+		{fmt.Errorf("read: %w", io.EOF), errUnavailable},
+		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), errUnavailable},
+		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, errUnavailable},
+		{fmt.Errorf("query: %w", context.DeadlineExceeded), errUnavailable},
+		{driver.ErrBadConn, errUnavailable},
+		{errors.New("something else"), nil},
+	} {
+		got := classify(tc.err)
+		for _, sentinel := range []error{errUnavailable, errSerialization, errConflict} {
+			if want := errors.Is(tc.want, sentinel); errors.Is(got, sentinel) != want {
+				t.Errorf("classify(%v) = %v; errors.Is(_, %v) = %v, want %v", tc.err, got, sentinel, !want, want)
+			}
+		}
+	}
 }
 
 // pgInstance is one of the instances of TestPostgresSeveralInstances.

@@ -1498,3 +1498,76 @@ func TestSoak(t *testing.T) {
 		t.Logf("goroutines: %d idle before, %d at peak, %d after the load", idle, peak.Load(), after)
 	})
 }
+
+// TestLockedDatabaseKeepsDeadline holds SQLite's write lock from another
+// connection, as another process could, and checks that writes and /readyz
+// are answered 503 within their deadlines instead of waiting for the lock,
+// that reads go on, and that writes succeed again once the lock is gone.
+func TestLockedDatabaseKeepsDeadline(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.dbTimeout = 300 * time.Millisecond
+	ts := newTestServerWith(t, cfg)
+	tok := ts.newUser(t, "alice")
+
+	other, err := sql.Open("sqlite", "file:"+cfg.db+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatalf("take the write lock: %v", err)
+	}
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+				t.Errorf("release the write lock: %v", err)
+			}
+		}
+	}
+	defer unlock()
+
+	// Writers that queue behind the one waiting for the lock, and /readyz.
+	// Without deadlines each would wait for the lock as long as it is held.
+	const limit = 3 * time.Second // the deadline, plus a generous margin
+	rs := burst(t, 8, func(i int) (*response, error) {
+		start := time.Now()
+		r, err := exchange(ts.Client(), ts.URL, "POST", "/bookapi/books",
+			map[string]string{"title": fmt.Sprintf("Locked %d", i), "author": "Someone"}, bearer(tok)...)
+		if err == nil && time.Since(start) > limit {
+			err = fmt.Errorf("answered after %v, want within %v", time.Since(start), limit)
+		}
+		return r, err
+	})
+	for i, r := range rs {
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+			t.Errorf("POST /bookapi/books %d while the file is locked: status = %d, Retry-After %q; want 503 with Retry-After", i, r.status, r.header.Get("Retry-After"))
+		}
+	}
+	start := time.Now()
+	if r := ts.do(t, "GET", "/readyz", nil); r.status != http.StatusServiceUnavailable || time.Since(start) > limit {
+		t.Errorf("GET /readyz while the file is locked: status = %d after %v, want 503 within %v", r.status, time.Since(start), limit)
+	}
+	if r := ts.do(t, "GET", "/bookapi/books", nil, bearer(tok)...); r.status != http.StatusOK {
+		t.Errorf("GET /bookapi/books while the file is locked: status = %d, want 200", r.status)
+	}
+
+	unlock()
+	pollUntil(t, 10*time.Second, "a create after the lock is released", func() bool {
+		r, err := exchange(ts.Client(), ts.URL, "POST", "/bookapi/books", map[string]string{"title": "Unlocked", "author": "Someone"}, bearer(tok)...)
+		return err == nil && r.status == http.StatusCreated
+	})
+	if n := ts.count(t, "books"); n != 1 {
+		t.Errorf("books = %d, want 1: no write refused while the file was locked may be stored", n)
+	}
+	if strings.Contains(ts.logs.String(), "level=ERROR") {
+		t.Errorf("a locked database was logged as an error:\n%s", ts.logs.String())
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	_ "embed"
 	"fmt"
 	"log/slog"
@@ -138,10 +139,16 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// readyTimeout bounds /readyz: a load balancer's probe must get an answer
+// quickly, above all when the database does not give one.
+const readyTimeout = time.Second
+
 // readyz answers 200 while the database answers a read and takes a write
-// (see store.ping), else 503.
+// (see store.ping) within readyTimeout, else 503.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) error {
-	if err := s.db.ping(r.Context()); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if err := s.db.ping(ctx); err != nil {
 		return fmt.Errorf("%w: %v", errUnavailable, err)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -10,10 +10,12 @@ import (
 	"io/fs"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -49,7 +51,7 @@ type store struct {
 	// Writes go to one goroutine that commits them in groups (see tx).
 	mu         sync.RWMutex // guards closed against sends on writes
 	closed     bool
-	writes     chan writeJob
+	writes     chan *writeJob
 	writerDone chan struct{}
 }
 
@@ -121,9 +123,18 @@ func (rd *reader) QueryAbortable(ctx context.Context, query string, args ...any)
 
 // writeJob is one transaction's work waiting for the writer.
 type writeJob struct {
-	fn   func(context.Context, *sql.Tx) error
-	done chan error // receives fn's result once its group is durable
+	fn    func(context.Context, *sql.Tx) error
+	done  chan error   // receives fn's result once its group is durable
+	state atomic.Int32 // jobQueued, then jobStarted or jobAbandoned, once
 }
+
+// The states of a writeJob: the writer starts a queued job, or its caller,
+// tired of waiting, abandons it; whichever comes first decides.
+const (
+	jobQueued = iota
+	jobStarted
+	jobAbandoned
+)
 
 // maxGroup bounds how many transactions share one commit.
 const maxGroup = 256
@@ -262,9 +273,25 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	n := maxConns
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	st := &store{w: w, r: r, read: &reader{db: r, detach: true}, writes: make(chan writeJob, maxGroup), writerDone: make(chan struct{})}
+	st := &store{w: w, r: r, read: &reader{db: r, detach: true}, writes: make(chan *writeJob, maxGroup), writerDone: make(chan struct{})}
 	go st.writer()
 	return st, nil
+}
+
+// setLockTimeout makes SQLite's writer wait at most d for a lock another
+// process holds on the file (busy_timeout; 5 s until then), so that a write
+// under way keeps to a request's deadline of d. The writer has one
+// connection, which it keeps. PostgreSQL has no such setting to make: its
+// queries keep their request's deadline.
+func (st *store) setLockTimeout(ctx context.Context, d time.Duration) error {
+	if st.postgres {
+		return nil
+	}
+	// PRAGMA takes no parameters; the number is our own.
+	if _, err := st.w.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", max(1, d.Milliseconds()))); err != nil {
+		return fmt.Errorf("set lock timeout: %w", classify(err))
+	}
+	return nil
 }
 
 // close checkpoints the WAL into the main file and closes both pools. On
@@ -396,40 +423,46 @@ func classify(err error) error {
 // answered before the commit that holds its changes has returned.
 //
 // fn gets a context that is never cancelled: interrupting a statement would
-// make SQLite roll back the whole shared transaction.
+// make SQLite roll back the whole shared transaction. The caller's ctx
+// bounds only the wait: a job still queued when ctx ends is abandoned, never
+// runs, and is errUnavailable; one already started is waited for (its locks
+// wait at most busy_timeout), so that no caller is told a write failed that
+// then commits.
 //
 // On PostgreSQL each call is a transaction of its own (pgTx), which may run
 // fn more than once: fn must set whatever it returns on every run.
 func (st *store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	if st.postgres {
-		return st.pgTx(ctx, sql.LevelSerializable, fn)
+		return st.pgTx(ctx, fn)
 	}
-	job := writeJob{fn: fn, done: make(chan error, 1)}
+	job := &writeJob{fn: fn, done: make(chan error, 1)}
 	st.mu.RLock()
 	if st.closed {
 		st.mu.RUnlock()
 		return fmt.Errorf("%w: store closed", errUnavailable)
 	}
-	st.writes <- job
-	st.mu.RUnlock()
-	return <-job.done
-}
-
-// txReadCommitted is tx for a transaction that keeps its own invariant with
-// locks: on PostgreSQL it runs READ COMMITTED, so each statement sees what
-// was committed before it, including by whoever held a lock fn waited for.
-// On SQLite, whose one writer runs transactions one at a time, it is tx.
-func (st *store) txReadCommitted(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
-	if st.postgres {
-		return st.pgTx(ctx, sql.LevelReadCommitted, fn)
+	select {
+	case st.writes <- job:
+		st.mu.RUnlock()
+	case <-ctx.Done():
+		st.mu.RUnlock()
+		return fmt.Errorf("%w: waiting for the writer: %w", errUnavailable, context.Cause(ctx))
 	}
-	return st.tx(ctx, fn)
+	select {
+	case err := <-job.done:
+		return err
+	case <-ctx.Done():
+		if job.state.CompareAndSwap(jobQueued, jobAbandoned) {
+			return fmt.Errorf("%w: waiting for the writer: %w", errUnavailable, context.Cause(ctx))
+		}
+		return <-job.done
+	}
 }
 
 // writer commits the queued jobs, a group at a time, until close.
 func (st *store) writer() {
 	defer close(st.writerDone)
-	group := make([]writeJob, 0, maxGroup)
+	group := make([]*writeJob, 0, maxGroup)
 	for job := range st.writes {
 		group = append(group[:0], job)
 	more:
@@ -444,12 +477,16 @@ func (st *store) writer() {
 				break more
 			}
 		}
-		st.commitGroup(group)
+		// Jobs whose callers stopped waiting are dropped, unrun.
+		group = slices.DeleteFunc(group, func(j *writeJob) bool { return !j.state.CompareAndSwap(jobQueued, jobStarted) })
+		if len(group) > 0 {
+			st.commitGroup(group)
+		}
 	}
 }
 
 // commitGroup runs a group of jobs in one transaction and answers each.
-func (st *store) commitGroup(group []writeJob) {
+func (st *store) commitGroup(group []*writeJob) {
 	ctx := context.Background()
 	errs := make([]error, len(group))
 	answer := func(commitErr error) {
@@ -503,18 +540,32 @@ func (st *store) commitGroup(group []writeJob) {
 // back one never leaves the page cache), so ping upserts the one row of the
 // health table: one WAL frame and one fsync per probe, queued behind the
 // writes waiting before it.
+//
+// It returns by ctx's deadline whatever the database does: the read keeps
+// ctx on SQLite too (unlike the reader's other reads), and a probe write
+// that has started on SQLite, and so cannot be abandoned, is left to finish
+// on its own.
 func (st *store) ping(ctx context.Context) error {
 	var one int
-	if err := st.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return classify(err)
+	if err := st.r.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("read probe: %w", classify(err))
 	}
-	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		// An upsert that always changes the row, so there is always a page to
-		// write, even if the row was deleted.
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO health (id, probes) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET probes = health.probes + 1`)
-		return err
-	})
+	done := make(chan error, 1)
+	go func() {
+		done <- st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			// An upsert that always changes the row, so there is always a page
+			// to write, even if the row was deleted.
+			_, err := tx.ExecContext(ctx,
+				`INSERT INTO health (id, probes) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET probes = health.probes + 1`)
+			return err
+		})
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("%w: %w", errUnavailable, context.Cause(ctx))
+	}
 	if err != nil {
 		return fmt.Errorf("write probe: %w", err)
 	}
@@ -846,6 +897,17 @@ func (st *store) fillDocs(ctx context.Context) (int, error) {
 				return err
 			}
 			for _, id := range ids {
+				// Lock the row before reading it, so that no change committed
+				// by another instance in between is overwritten by a doc
+				// rendered from the row before it; one filled meanwhile is
+				// left alone.
+				n, err := execCount(ctx, tx, `UPDATE books SET doc = NULL WHERE id = ? AND doc IS NULL`, id)
+				if err != nil {
+					return err
+				}
+				if n == 0 {
+					continue
+				}
 				if _, err := writeDoc(ctx, tx, id); err != nil {
 					return err
 				}
@@ -1199,7 +1261,16 @@ func (st *store) rotateRefresh(ctx context.Context, oldHash, newHash []byte, now
 			return errNotFound
 		}
 		exp := unix(now.Add(ttl))
-		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ?`, unix(now), oldHash); err != nil {
+		// Spent only if still unspent: of two transactions presenting the
+		// token at once, the one that updates second (it waited for the
+		// first's row lock on PostgreSQL) finds it spent, a reuse.
+		n, err := execCount(ctx, tx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`, unix(now), oldHash)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			reused = true
+			_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, sid)
 			return err
 		}
 		if _, err := tx.ExecContext(ctx,
@@ -1236,11 +1307,12 @@ func (st *store) rotateRefresh(ctx context.Context, oldHash, newHash []byte, now
 func (st *store) reserveLogin(ctx context.Context, usernameKey, address string, now time.Time, window time.Duration, maxUser, maxAddr int) (int64, time.Time, error) {
 	since := unix(now.Add(-window))
 	var id, retry int64
-	err := st.txReadCommitted(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		id, retry = 0, 0
 		if st.postgres {
 			// Other instances' reservations for this username or address wait
-			// here; READ COMMITTED lets the queries below see what they stored.
+			// here; READ COMMITTED (pgTx) lets the queries below see what they
+			// stored. SQLite's one writer runs transactions one at a time.
 			// The username is locked first, in one key space, and the address
 			// in another, so two reservations never wait for each other in a
 			// cycle.
