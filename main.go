@@ -184,7 +184,9 @@ func defaultMaxConns(db string) int {
 func dbFlags(f *flags, cfg *config) {
 	f.StringVar(&cfg.db, "db", "bookapi.db", "SQLite file path or file: URI, or a postgres:// URL")
 	f.bind("db", "DATABASE_URL")
-	f.IntVar(&cfg.dbMaxConns, "db-max-conns", defaultMaxConns(""), "SQLite: read-only connections; PostgreSQL: connections in the pool (default max(4, cores))")
+	// Its default depends on -db, so checkDB sets it; the flag's own is the
+	// zero value, which -h does not print beside the one in the text.
+	f.IntVar(&cfg.dbMaxConns, "db-max-conns", 0, "SQLite: read-only connections; PostgreSQL: connections in the pool (default 16 on SQLite, max(4, cores) on PostgreSQL)")
 	f.bind("db-max-conns", "DB_MAX_CONNS")
 	f.IntVar(&cfg.bcryptCost, "bcrypt-cost", 12, "bcrypt cost (4-31)")
 	f.bind("bcrypt-cost", "BOOKAPI_BCRYPT_COST")

@@ -789,8 +789,25 @@ func TestRunHelpPrintsUsage(t *testing.T) {
 	if n := strings.Count(stdout.String(), "Usage of"); n != 1 {
 		t.Errorf("run(-h): usage printed %d times, want once", n)
 	}
+	checkOneDefault(t, "run(-h)", stdout.String())
+	out, err := runCLI(t, "", "user", "add", "-h")
+	if err != nil || !strings.Contains(out, "-db-max-conns") {
+		t.Errorf("run(user add -h) = %q, %v; want the usage with -db-max-conns", out, err)
+	}
+	checkOneDefault(t, "run(user add -h)", out)
 	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("run(-h) created the database (%v)", err)
+	}
+}
+
+// checkOneDefault fails the test if a flag in the usage text names more than
+// one default.
+func checkOneDefault(t *testing.T, what, usage string) {
+	t.Helper()
+	for _, entry := range strings.Split(usage, "\n  -")[1:] {
+		if n := strings.Count(entry, "(default "); n > 1 {
+			t.Errorf("%s: flag -%s shows %d defaults, want at most one", what, strings.TrimSpace(entry), n)
+		}
 	}
 }
 
