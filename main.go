@@ -320,36 +320,109 @@ func parseOrigins(list string) ([]string, error) {
 }
 
 // loadSecret returns the signing secret stored beside the database, creating
-// it (mode 0600) on first start.
+// it (mode 0600) on first start. A secret file that others may read or write,
+// or that is not a regular file, is refused.
 func loadSecret(dbFile string) ([]byte, bool, error) {
 	path := dbFile + ".secret"
-	b, err := os.ReadFile(path)
-	if err == nil {
-		s := strings.TrimSpace(string(b))
-		if len(s) < minSecretLen {
-			return nil, false, fmt.Errorf("secret file %s: shorter than %d bytes", path, minSecretLen)
-		}
-		return []byte(s), false, nil
-	}
+	secret, err := readSecret(path)
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, false, fmt.Errorf("secret file: %w", err)
+		return secret, false, err
 	}
+	secret, err = createSecret(path)
+	if errors.Is(err, fs.ErrExist) {
+		// Another process won the race, or path is a symbolic link to a
+		// file that does not exist, which O_EXCL refuses to follow.
+		secret, err = readSecret(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, false, fmt.Errorf("secret file %s is a symbolic link to a missing file; remove it to generate a new secret, or set SECRET_KEY", path)
+		}
+		return secret, false, err
+	}
+	return secret, err == nil, err
+}
+
+// readSecret reads the secret file at path, following a symbolic link, after
+// checking the file it opened: a regular file that only its owner may read
+// and write. It opens without blocking, so that a named pipe is refused
+// rather than waited on. A missing file is an fs.ErrNotExist.
+func readSecret(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secret file: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("secret file: %w", err)
+	}
+	if err := privateFile(path, info.Mode()); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("secret file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) < minSecretLen {
+		return nil, fmt.Errorf("secret file %s: shorter than %d bytes", path, minSecretLen)
+	}
+	return []byte(s), nil
+}
+
+// privateFile returns an error naming the secret file at path and its fix
+// unless mode is that of a regular file only its owner may use, as ssh
+// treats a private key.
+func privateFile(path string, mode fs.FileMode) error {
+	if !mode.IsRegular() {
+		kind := "of type " + mode.Type().String()
+		switch {
+		case mode.IsDir():
+			kind = "a directory"
+		case mode&fs.ModeNamedPipe != 0:
+			kind = "a named pipe"
+		case mode&fs.ModeSocket != 0:
+			kind = "a socket"
+		case mode&fs.ModeDevice != 0:
+			kind = "a device"
+		}
+		return fmt.Errorf("secret file %s is %s, not a regular file; remove it to generate a new secret, or set SECRET_KEY", path, kind)
+	}
+	var access string
+	switch {
+	case mode&0o077 == 0, runtime.GOOS == "windows": // whose ACLs Go does not map to these bits
+		return nil
+	case mode&0o044 != 0:
+		access = "readable"
+	case mode&0o022 != 0:
+		access = "writable"
+	default:
+		access = "executable"
+	}
+	return fmt.Errorf("secret file %s is %s by others; run: chmod 600 %s", path, access, path)
+}
+
+// createSecret writes a new random secret to path, which must not exist,
+// with mode 0600.
+func createSecret(path string) ([]byte, error) {
 	var raw [48]byte
 	rand.Read(raw[:])
 	s := base64.RawURLEncoding.EncodeToString(raw[:])
 	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return loadSecret(dbFile) // another process won the race
+		return nil, err
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("secret file: %w", err)
+		return nil, fmt.Errorf("secret file: %w", err)
 	}
 	_, werr := file.WriteString(s + "\n")
 	if err := errors.Join(werr, file.Sync(), file.Close()); err != nil {
 		os.Remove(path)
-		return nil, false, fmt.Errorf("secret file: %w", err)
+		return nil, fmt.Errorf("secret file: %w", err)
 	}
-	return []byte(s), true, nil
+	return []byte(s), nil
 }
 
 // gcPercent is the server's GOGC when its environment sets none. Its live

@@ -707,19 +707,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 				args = []string{"bookapi"} // a subcommand or argument must come first
 			}
 			args = append(args, tt.args...)
-			stdout, stderr := &syncBuffer{}, &syncBuffer{}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- run(ctx, args, runEnv(tt.env), strings.NewReader(""), stdout, stderr) }()
-			var err error
-			select {
-			case err = <-done:
-			case <-time.After(10 * time.Second):
-				cancel()
-				<-done
-				t.Fatalf("run(%s) kept running; want it to refuse the configuration; stderr:\n%s", strings.Join(args[1:], " "), stderr)
-			}
+			stdout, stderr, err := runRefused(t, args, tt.env)
 			switch {
 			case err == nil:
 				t.Errorf("run(%s): err = nil, want an error naming %s", strings.Join(args[1:], " "), strings.ReplaceAll(tt.want, "|", " or "))
@@ -731,11 +719,11 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 			if err != nil && (strings.Contains(err.Error(), short) || strings.Contains(err.Error(), "hunter2")) {
 				t.Errorf("run(%s): err = %q repeats a secret", strings.Join(args[1:], " "), err)
 			}
-			if strings.Contains(stderr.String(), "listening") {
+			if strings.Contains(stderr, "listening") {
 				t.Errorf("run(%s) logged listening; want no listener on a bad configuration:\n%s", strings.Join(args[1:], " "), stderr)
 			}
-			if out := stdout.String(); out != "" {
-				t.Errorf("run(%s) printed %q; want the one-line error only", strings.Join(args[1:], " "), out)
+			if stdout != "" {
+				t.Errorf("run(%s) printed %q; want the one-line error only", strings.Join(args[1:], " "), stdout)
 			}
 			if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(tt.name, "db ") {
 				t.Errorf("run(%s) created %s (%v); want nothing opened on a bad configuration", strings.Join(args[1:], " "), db, err)
@@ -761,6 +749,28 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 			t.Errorf("run(-db garbage) created a secret file (%v)", err)
 		}
 	})
+}
+
+// runRefused runs bookapi with args (args[0] is "bookapi") and env until it
+// returns, which it must within 10 s, and returns its output and error.
+func runRefused(t *testing.T, args []string, env map[string]string) (stdout, stderr string, err error) {
+	t.Helper()
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, runEnv(env), strings.NewReader(""), out, errOut) }()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+		t.Fatalf("run(%s) kept running; want it to refuse to start; stderr:\n%s", strings.Join(args[1:], " "), errOut)
+	}
+	return out.String(), errOut.String(), err
 }
 
 // containsAny reports whether s contains one of subs.
