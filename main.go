@@ -78,6 +78,7 @@ type config struct {
 
 	corsOrigins []string // origins allowed by CORS; "*" for any
 	debugAddr   string   // listen address of expvar and pprof; "" for none
+	cmdline     []string // the command line run was given, shown (passwords masked) by the debug listener
 }
 
 // run is the whole program with its surroundings passed in, so tests can
@@ -89,7 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	switch cmd {
 	case "serve":
-		return serve(ctx, rest, getenv, stdout, stderr)
+		return serve(ctx, args, rest, getenv, stdout, stderr)
 	case "user":
 		return userCommand(ctx, rest, getenv, stdin, stdout)
 	case "version":
@@ -203,7 +204,18 @@ func checkDB(f *flags, cfg *config) error {
 	// Only a SQLite value can ask for memory, and only it may be repeated:
 	// a PostgreSQL URL may hold a password, ":memory:" in it or not.
 	if cfg.db == "" || !isPostgres(cfg.db) && (strings.Contains(cfg.db, ":memory:") || strings.Contains(cfg.db, "mode=memory")) {
-		return fmt.Errorf("-db: want a database file, not %q", cfg.db)
+		return fmt.Errorf("-db: want a database file, not %q", redactDSN(cfg.db))
+	}
+	// pgx ends the user information at its first @, url.Parse (and so
+	// redactDSN) at its last: the rest of a password would be a host name in
+	// pgx's messages.
+	if _, rest, ok := strings.Cut(cfg.db, "://"); ok && isPostgres(cfg.db) {
+		if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+			rest = rest[:end]
+		}
+		if strings.Count(rest, "@") > 1 {
+			return errors.New("-db: the PostgreSQL URL holds more than one @; write an @ in the user name or password as %40")
+		}
 	}
 	if cfg.dbMaxConns < 1 {
 		return fmt.Errorf("-db-max-conns: %d is less than 1", cfg.dbMaxConns)
@@ -443,8 +455,9 @@ func tuneGC(getenv func(string) string) bool {
 	return true
 }
 
-// serve runs the HTTP server until ctx is cancelled, then drains it.
-func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// serve runs the HTTP server until ctx is cancelled, then drains it. args
+// are its flags; cmdline is the whole command line, for the debug listener.
+func serve(ctx context.Context, cmdline, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseServe(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -452,6 +465,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	cfg.cmdline = cmdline
 	logs := newBatchWriter(stderr, batchDelay)
 	defer logs.flush() // registered first, so it runs after every other line
 	log := newLogger(cfg.logFormat, logs)

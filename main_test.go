@@ -697,6 +697,10 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		{"postgres without SECRET_KEY", []string{"-db", "postgres://127.0.0.1:1/bookapi"}, nil, "SECRET_KEY"},
 		{"postgres unreachable", []string{"-db", "postgres://postgres:hunter2@127.0.0.1:1/bookapi"}, map[string]string{"SECRET_KEY": testSecret}, "postgres://127.0.0.1:1/bookapi"},
 		{"postgres password with :memory:", []string{"-db", "postgres://postgres:hunter2:memory:@127.0.0.1:1/bookapi"}, map[string]string{"SECRET_KEY": testSecret}, "postgres://127.0.0.1:1/bookapi"},
+		{"postgres password as a parameter", []string{"-db", "postgres://postgres@127.0.0.1:1/bookapi?sslmode=disable&password=hunter2"}, map[string]string{"SECRET_KEY": testSecret}, "postgres://127.0.0.1:1/bookapi"},
+		{"postgres password with an @", []string{"-db", "postgres://postgres:hunter2@hunter2@127.0.0.1:1/bookapi"}, map[string]string{"SECRET_KEY": testSecret}, "-db"},
+		{"postgres scheme misspelt", []string{"-db", "postgress://postgres:hunter2@127.0.0.1:1/bookapi"}, nil, "postgress://postgres:xxxxx@127.0.0.1:1/bookapi"},
+		{"postgres scheme misspelt with :memory:", []string{"-db", "postgress://postgres:hunter2@127.0.0.1:1/:memory:"}, nil, "-db"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -716,8 +720,8 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 			case strings.Contains(strings.TrimSuffix(err.Error(), "\n"), "\n"):
 				t.Errorf("run(%s): err = %q, want one line", strings.Join(args[1:], " "), err)
 			}
-			if err != nil && (strings.Contains(err.Error(), short) || strings.Contains(err.Error(), "hunter2")) {
-				t.Errorf("run(%s): err = %q repeats a secret", strings.Join(args[1:], " "), err)
+			if err != nil && (strings.Contains(err.Error()+stderr, short) || strings.Contains(err.Error()+stderr, "hunter2")) {
+				t.Errorf("run(%s): err = %q, stderr %q: repeats a secret", strings.Join(args[1:], " "), err, stderr)
 			}
 			if strings.Contains(stderr, "listening") {
 				t.Errorf("run(%s) logged listening; want no listener on a bad configuration:\n%s", strings.Join(args[1:], " "), stderr)

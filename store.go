@@ -223,6 +223,10 @@ func createPrivate(dsn string) error {
 		return nil
 	}
 	if err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			return pathErr.Err // the caller names the file, with a password masked
+		}
 		return err
 	}
 	return f.Close()
@@ -233,7 +237,7 @@ func createPrivate(dsn string) error {
 // maxConns sizes PostgreSQL's pool; on SQLite it sizes the read pool, beside
 // the one writer.
 func openStore(ctx context.Context, dsn string, maxConns int) (*store, error) {
-	open, name := openSQLite, dsn
+	open, name := openSQLite, redactDSN(dsn)
 	if isPostgres(dsn) {
 		open, name = openPostgres, postgresName(dsn)
 	}
@@ -250,12 +254,13 @@ func openStore(ctx context.Context, dsn string, maxConns int) (*store, error) {
 
 // openSQLite opens and migrates the SQLite file at dsn.
 func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
+	name := redactDSN(dsn) // a mistyped postgres:// URL is a SQLite path too
 	if err := createPrivate(dsn); err != nil {
-		return nil, fmt.Errorf("open database %s: %w", dsn, err)
+		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
 	w, err := sql.Open("sqlite", sqliteDSN(dsn, false))
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", dsn, err)
+		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
@@ -263,7 +268,7 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	w.SetConnMaxIdleTime(0)
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database %s: %w", dsn, err)
+		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
@@ -272,12 +277,12 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	}
 	if err := migrate(ctx, w, sub); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database %s: %w", dsn, err)
+		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
 	r, err := sql.Open("sqlite", sqliteDSN(dsn, true))
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database %s: %w", dsn, err)
+		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
 	// Reads are CPU work on pages in memory, yet more readers than cores
 	// pay: a request waiting for a free connection parks and is woken, and
