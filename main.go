@@ -36,6 +36,7 @@ import (
 
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
 )
 
 // version is the release, set at build time with -ldflags "-X main.version=v1.2.3".
@@ -92,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "serve":
 		return serve(ctx, args, rest, getenv, stdout, stderr)
 	case "user":
-		return userCommand(ctx, rest, getenv, stdin, stdout)
+		return userCommand(ctx, rest, getenv, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "bookapi", buildVersion())
 		return nil
@@ -537,8 +538,9 @@ func serve(ctx context.Context, cmdline, args []string, getenv func(string) stri
 	return nil
 }
 
-// userCommand runs "user add|promote|demote".
-func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
+// userCommand runs "user add|promote|demote". user add prompts for the
+// password on stderr when stdin is a terminal.
+func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("user: want add, promote or demote")
 	}
@@ -579,13 +581,9 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 	defer st.close()
 	switch verb {
 	case "add":
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("user add: read password: %w", err)
-		}
-		pw := strings.TrimRight(line, "\r\n")
-		if validPassword("password", pw) != nil {
-			return errors.New("user add: the password (one line on standard input) must be 8 to 72 bytes")
+		pw, err := readPassword(ctx, stdin, stderr, name)
+		if err != nil {
+			return fmt.Errorf("user add: %w", err)
 		}
 		hash, err := bcrypt.GenerateFromPassword([]byte(pw), cfg.bcryptCost)
 		if err != nil {
@@ -610,4 +608,70 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintf(stdout, "%sd user %s\n", verb, name)
 	}
 	return nil
+}
+
+// readPassword returns the password for user add: the first line of stdin,
+// or, when stdin is a terminal, a line typed twice without echo after
+// prompts written to prompt. It refuses a password the signup rules refuse,
+// and two entries that differ.
+func readPassword(ctx context.Context, stdin io.Reader, prompt io.Writer, name string) (string, error) {
+	f, ok := stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		if validPassword("password", pw) != nil {
+			return "", errors.New("the password (one line on standard input) must be 8 to 72 bytes")
+		}
+		return pw, nil
+	}
+	fmt.Fprintf(prompt, "Password for %s: ", name)
+	pw, err := readNoEcho(ctx, int(f.Fd()), prompt)
+	if err != nil {
+		return "", err
+	}
+	if validPassword("password", pw) != nil {
+		return "", errors.New("the password must be 8 to 72 bytes")
+	}
+	fmt.Fprint(prompt, "Repeat the password: ")
+	again, err := readNoEcho(ctx, int(f.Fd()), prompt)
+	if err != nil {
+		return "", err
+	}
+	if again != pw {
+		return "", errors.New("the two passwords differ")
+	}
+	return pw, nil
+}
+
+// readNoEcho reads a line from the terminal fd with echo off, then ends the
+// prompt's line, as the Enter typed was not echoed. When ctx ends first (on
+// Ctrl-C, which main catches) it turns echo back on and returns ctx's error.
+func readNoEcho(ctx context.Context, fd int, prompt io.Writer) (string, error) {
+	state, err := term.GetState(fd)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	type line struct {
+		b   []byte
+		err error
+	}
+	read := make(chan line, 1)
+	go func() {
+		b, err := term.ReadPassword(fd)
+		read <- line{b, err}
+	}()
+	defer fmt.Fprintln(prompt)
+	select {
+	case l := <-read:
+		if l.err != nil {
+			return "", fmt.Errorf("read password: %w", l.err)
+		}
+		return string(l.b), nil
+	case <-ctx.Done():
+		term.Restore(fd, state)
+		return "", fmt.Errorf("read password: %w", ctx.Err())
+	}
 }

@@ -204,6 +204,7 @@ func sqliteOnlyTests() map[string]string {
 		"TestRunSecretFile":                     "the secret file beside a SQLite database; PostgreSQL requires SECRET_KEY",
 		"TestRunRefusesUnsafeSecretFile":        "the secret file beside a SQLite database; PostgreSQL requires SECRET_KEY",
 		"TestRunFilesPrivate":                   sqlite,
+		"TestRunUserAddTerminal":                "a terminal's settings; TestRunUserCommands runs user add on PostgreSQL",
 		"TestDebugListenerMasksPasswords":       logs,
 		"TestRunTokenTTLPrecedence":             noDB,
 		"TestRunRefusesBadConfiguration":        noDB,
