@@ -117,6 +117,17 @@ func (r *ttyRun) typeLine(t *testing.T, line string) {
 	}
 }
 
+// answer types first at the password prompt and second when asked to
+// repeat it, and returns run's result.
+func (r *ttyRun) answer(t *testing.T, first, second string) error {
+	t.Helper()
+	r.waitPrompt(t, "Password for alice: ")
+	r.typeLine(t, first)
+	r.waitPrompt(t, "Repeat the password: ")
+	r.typeLine(t, second)
+	return r.wait(t)
+}
+
 // wait returns run's result, which must come within 10 s.
 func (r *ttyRun) wait(t *testing.T) error {
 	t.Helper()
@@ -181,11 +192,7 @@ func TestRunUserAddTerminal(t *testing.T) {
 	t.Run("same password twice", func(t *testing.T) {
 		db := filepath.Join(t.TempDir(), "tty.db")
 		r := startTTYRun(t, db)
-		r.waitPrompt(t, "Password for alice: ")
-		r.typeLine(t, "password-of-alice")
-		r.waitPrompt(t, "Repeat the password: ")
-		r.typeLine(t, "password-of-alice")
-		if err := r.wait(t); err != nil {
+		if err := r.answer(t, "password-of-alice", "password-of-alice"); err != nil {
 			t.Fatalf("user add on a terminal: %v; stderr %q", err, r.stderr)
 		}
 		if !strings.Contains(r.stdout.String(), "created user alice") {
@@ -204,11 +211,7 @@ func TestRunUserAddTerminal(t *testing.T) {
 	t.Run("entries differ", func(t *testing.T) {
 		db := filepath.Join(t.TempDir(), "tty.db")
 		r := startTTYRun(t, db)
-		r.waitPrompt(t, "Password for alice: ")
-		r.typeLine(t, "password-one")
-		r.waitPrompt(t, "Repeat the password: ")
-		r.typeLine(t, "password-two")
-		if err := r.wait(t); err == nil || !strings.Contains(err.Error(), "differ") {
+		if err := r.answer(t, "password-one", "password-two"); err == nil || !strings.Contains(err.Error(), "differ") {
 			t.Errorf("user add with two passwords that differ: err = %v, want one saying they differ", err)
 		}
 		if shown := r.shown(t); strings.Contains(shown, "password") {
