@@ -36,6 +36,7 @@ import (
 
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
 )
 
 // version is the release, set at build time with -ldflags "-X main.version=v1.2.3".
@@ -83,6 +84,7 @@ type config struct {
 	corsOrigins []string      // origins allowed by CORS; "*" for any
 	debugAddr   string        // listen address of expvar and pprof; "" for none
 	dbTimeout   time.Duration // the deadline of a request's database work; 0 for none
+	cmdline     []string      // the command line run was given, shown (passwords masked) by the debug listener
 }
 
 // run is the whole program with its surroundings passed in, so tests can
@@ -94,9 +96,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	switch cmd {
 	case "serve":
-		return serve(ctx, rest, getenv, stdout, stderr)
+		return serve(ctx, args, rest, getenv, stdout, stderr)
 	case "user":
-		return userCommand(ctx, rest, getenv, stdin, stdout)
+		return userCommand(ctx, rest, getenv, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "bookapi", buildVersion())
 		return nil
@@ -174,10 +176,8 @@ func (f *flags) parse(args []string, getenv func(string) string) error {
 
 // defaultMaxConns is the default of -db-max-conns for the database db. On
 // SQLite, enough readers that concurrent requests rarely wait for one (see
-// openStore). On PostgreSQL, pgxpool's default: every connection there can
-// run a SERIALIZABLE write, and more of them at once mean more aborted and
-// retried transactions (64 concurrent writers on a pool of 16 ran out of
-// retries about once in five runs).
+// openStore). On PostgreSQL, pgxpool's default, which leaves room on the
+// server for more instances.
 func defaultMaxConns(db string) int {
 	if isPostgres(db) {
 		return max(4, runtime.NumCPU())
@@ -189,7 +189,9 @@ func defaultMaxConns(db string) int {
 func dbFlags(f *flags, cfg *config) {
 	f.StringVar(&cfg.db, "db", "bookapi.db", "SQLite file path or file: URI, or a postgres:// URL")
 	f.bind("db", "DATABASE_URL")
-	f.IntVar(&cfg.dbMaxConns, "db-max-conns", defaultMaxConns(""), "SQLite: read-only connections; PostgreSQL: connections in the pool (default max(4, cores))")
+	// Its default depends on -db, so checkDB sets it; the flag's own is the
+	// zero value, which -h does not print beside the one in the text.
+	f.IntVar(&cfg.dbMaxConns, "db-max-conns", 0, "SQLite: read-only connections; PostgreSQL: connections in the pool (default 16 on SQLite, max(4, cores) on PostgreSQL)")
 	f.bind("db-max-conns", "DB_MAX_CONNS")
 	f.IntVar(&cfg.bcryptCost, "bcrypt-cost", 12, "bcrypt cost (4-31)")
 	f.bind("bcrypt-cost", "BOOKAPI_BCRYPT_COST")
@@ -206,7 +208,18 @@ func checkDB(f *flags, cfg *config) error {
 	// Only a SQLite value can ask for memory, and only it may be repeated:
 	// a PostgreSQL URL may hold a password, ":memory:" in it or not.
 	if cfg.db == "" || !isPostgres(cfg.db) && (strings.Contains(cfg.db, ":memory:") || strings.Contains(cfg.db, "mode=memory")) {
-		return fmt.Errorf("-db: want a database file, not %q", cfg.db)
+		return fmt.Errorf("-db: want a database file, not %q", redactDSN(cfg.db))
+	}
+	// pgx ends the user information at its first @, url.Parse (and so
+	// redactDSN) at its last: the rest of a password would be a host name in
+	// pgx's messages.
+	if _, rest, ok := strings.Cut(cfg.db, "://"); ok && isPostgres(cfg.db) {
+		if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+			rest = rest[:end]
+		}
+		if strings.Count(rest, "@") > 1 {
+			return errors.New("-db: the PostgreSQL URL holds more than one @; write an @ in the user name or password as %40")
+		}
 	}
 	if cfg.dbMaxConns < 1 {
 		return fmt.Errorf("-db-max-conns: %d is less than 1", cfg.dbMaxConns)
@@ -327,36 +340,109 @@ func parseOrigins(list string) ([]string, error) {
 }
 
 // loadSecret returns the signing secret stored beside the database, creating
-// it (mode 0600) on first start.
+// it (mode 0600) on first start. A secret file that others may read or write,
+// or that is not a regular file, is refused.
 func loadSecret(dbFile string) ([]byte, bool, error) {
 	path := dbFile + ".secret"
-	b, err := os.ReadFile(path)
-	if err == nil {
-		s := strings.TrimSpace(string(b))
-		if len(s) < minSecretLen {
-			return nil, false, fmt.Errorf("secret file %s: shorter than %d bytes", path, minSecretLen)
-		}
-		return []byte(s), false, nil
-	}
+	secret, err := readSecret(path)
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, false, fmt.Errorf("secret file: %w", err)
+		return secret, false, err
 	}
+	secret, err = createSecret(path)
+	if errors.Is(err, fs.ErrExist) {
+		// Another process won the race, or path is a symbolic link to a
+		// file that does not exist, which O_EXCL refuses to follow.
+		secret, err = readSecret(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, false, fmt.Errorf("secret file %s is a symbolic link to a missing file; remove it to generate a new secret, or set SECRET_KEY", path)
+		}
+		return secret, false, err
+	}
+	return secret, err == nil, err
+}
+
+// readSecret reads the secret file at path, following a symbolic link, after
+// checking the file it opened: a regular file that only its owner may read
+// and write. It opens without blocking, so that a named pipe is refused
+// rather than waited on. A missing file is an fs.ErrNotExist.
+func readSecret(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secret file: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("secret file: %w", err)
+	}
+	if err := privateFile(path, info.Mode()); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("secret file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) < minSecretLen {
+		return nil, fmt.Errorf("secret file %s: shorter than %d bytes", path, minSecretLen)
+	}
+	return []byte(s), nil
+}
+
+// privateFile returns an error naming the secret file at path and its fix
+// unless mode is that of a regular file only its owner may use, as ssh
+// treats a private key.
+func privateFile(path string, mode fs.FileMode) error {
+	if !mode.IsRegular() {
+		kind := "of type " + mode.Type().String()
+		switch {
+		case mode.IsDir():
+			kind = "a directory"
+		case mode&fs.ModeNamedPipe != 0:
+			kind = "a named pipe"
+		case mode&fs.ModeSocket != 0:
+			kind = "a socket"
+		case mode&fs.ModeDevice != 0:
+			kind = "a device"
+		}
+		return fmt.Errorf("secret file %s is %s, not a regular file; remove it to generate a new secret, or set SECRET_KEY", path, kind)
+	}
+	var access string
+	switch {
+	case mode&0o077 == 0, runtime.GOOS == "windows": // whose ACLs Go does not map to these bits
+		return nil
+	case mode&0o044 != 0:
+		access = "readable"
+	case mode&0o022 != 0:
+		access = "writable"
+	default:
+		access = "executable"
+	}
+	return fmt.Errorf("secret file %s is %s by others; run: chmod 600 %s", path, access, path)
+}
+
+// createSecret writes a new random secret to path, which must not exist,
+// with mode 0600.
+func createSecret(path string) ([]byte, error) {
 	var raw [48]byte
 	rand.Read(raw[:])
 	s := base64.RawURLEncoding.EncodeToString(raw[:])
 	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return loadSecret(dbFile) // another process won the race
+		return nil, err
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("secret file: %w", err)
+		return nil, fmt.Errorf("secret file: %w", err)
 	}
 	_, werr := file.WriteString(s + "\n")
 	if err := errors.Join(werr, file.Sync(), file.Close()); err != nil {
 		os.Remove(path)
-		return nil, false, fmt.Errorf("secret file: %w", err)
+		return nil, fmt.Errorf("secret file: %w", err)
 	}
-	return []byte(s), true, nil
+	return []byte(s), nil
 }
 
 // gcPercent is the server's GOGC when its environment sets none. Its live
@@ -377,8 +463,9 @@ func tuneGC(getenv func(string) string) bool {
 	return true
 }
 
-// serve runs the HTTP server until ctx is cancelled, then drains it.
-func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// serve runs the HTTP server until ctx is cancelled, then drains it. args
+// are its flags; cmdline is the whole command line, for the debug listener.
+func serve(ctx context.Context, cmdline, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseServe(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -386,6 +473,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	cfg.cmdline = cmdline
 	logs := newBatchWriter(stderr, batchDelay)
 	defer logs.flush() // registered first, so it runs after every other line
 	log := newLogger(cfg.logFormat, logs)
@@ -460,8 +548,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return nil
 }
 
-// userCommand runs "user add|promote|demote".
-func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
+// userCommand runs "user add|promote|demote". user add prompts for the
+// password on stderr when stdin is a terminal.
+func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("user: want add, promote or demote")
 	}
@@ -502,13 +591,9 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 	defer st.close()
 	switch verb {
 	case "add":
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("user add: read password: %w", err)
-		}
-		pw := strings.TrimRight(line, "\r\n")
-		if validPassword("password", pw) != nil {
-			return errors.New("user add: the password (one line on standard input) must be 8 to 72 bytes")
+		pw, err := readPassword(ctx, stdin, stderr, name)
+		if err != nil {
+			return fmt.Errorf("user add: %w", err)
 		}
 		hash, err := bcrypt.GenerateFromPassword([]byte(pw), cfg.bcryptCost)
 		if err != nil {
@@ -533,4 +618,70 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintf(stdout, "%sd user %s\n", verb, name)
 	}
 	return nil
+}
+
+// readPassword returns the password for user add: the first line of stdin,
+// or, when stdin is a terminal, a line typed twice without echo after
+// prompts written to prompt. It refuses a password the signup rules refuse,
+// and two entries that differ.
+func readPassword(ctx context.Context, stdin io.Reader, prompt io.Writer, name string) (string, error) {
+	f, ok := stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		if validPassword("password", pw) != nil {
+			return "", errors.New("the password (one line on standard input) must be 8 to 72 bytes")
+		}
+		return pw, nil
+	}
+	fmt.Fprintf(prompt, "Password for %s: ", name)
+	pw, err := readNoEcho(ctx, int(f.Fd()), prompt)
+	if err != nil {
+		return "", err
+	}
+	if validPassword("password", pw) != nil {
+		return "", errors.New("the password must be 8 to 72 bytes")
+	}
+	fmt.Fprint(prompt, "Repeat the password: ")
+	again, err := readNoEcho(ctx, int(f.Fd()), prompt)
+	if err != nil {
+		return "", err
+	}
+	if again != pw {
+		return "", errors.New("the two passwords differ")
+	}
+	return pw, nil
+}
+
+// readNoEcho reads a line from the terminal fd with echo off, then ends the
+// prompt's line, as the Enter typed was not echoed. When ctx ends first (on
+// Ctrl-C, which main catches) it turns echo back on and returns ctx's error.
+func readNoEcho(ctx context.Context, fd int, prompt io.Writer) (string, error) {
+	state, err := term.GetState(fd)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	type line struct {
+		b   []byte
+		err error
+	}
+	read := make(chan line, 1)
+	go func() {
+		b, err := term.ReadPassword(fd)
+		read <- line{b, err}
+	}()
+	defer fmt.Fprintln(prompt)
+	select {
+	case l := <-read:
+		if l.err != nil {
+			return "", fmt.Errorf("read password: %w", l.err)
+		}
+		return string(l.b), nil
+	case <-ctx.Done():
+		term.Restore(fd, state)
+		return "", fmt.Errorf("read password: %w", ctx.Err())
+	}
 }

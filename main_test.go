@@ -701,6 +701,10 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		{"postgres without SECRET_KEY", []string{"-db", "postgres://127.0.0.1:1/bookapi"}, nil, "SECRET_KEY"},
 		{"postgres unreachable", []string{"-db", "postgres://postgres:hunter2@127.0.0.1:1/bookapi"}, map[string]string{"SECRET_KEY": testSecret}, "postgres://127.0.0.1:1/bookapi"},
 		{"postgres password with :memory:", []string{"-db", "postgres://postgres:hunter2:memory:@127.0.0.1:1/bookapi"}, map[string]string{"SECRET_KEY": testSecret}, "postgres://127.0.0.1:1/bookapi"},
+		{"postgres password as a parameter", []string{"-db", "postgres://postgres@127.0.0.1:1/bookapi?sslmode=disable&password=hunter2"}, map[string]string{"SECRET_KEY": testSecret}, "postgres://127.0.0.1:1/bookapi"},
+		{"postgres password with an @", []string{"-db", "postgres://postgres:hunter2@hunter2@127.0.0.1:1/bookapi"}, map[string]string{"SECRET_KEY": testSecret}, "-db"},
+		{"postgres scheme misspelt", []string{"-db", "postgress://postgres:hunter2@127.0.0.1:1/bookapi"}, nil, "postgress://postgres:xxxxx@127.0.0.1:1/bookapi"},
+		{"postgres scheme misspelt with :memory:", []string{"-db", "postgress://postgres:hunter2@127.0.0.1:1/:memory:"}, nil, "-db"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -711,19 +715,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 				args = []string{"bookapi"} // a subcommand or argument must come first
 			}
 			args = append(args, tt.args...)
-			stdout, stderr := &syncBuffer{}, &syncBuffer{}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- run(ctx, args, runEnv(tt.env), strings.NewReader(""), stdout, stderr) }()
-			var err error
-			select {
-			case err = <-done:
-			case <-time.After(10 * time.Second):
-				cancel()
-				<-done
-				t.Fatalf("run(%s) kept running; want it to refuse the configuration; stderr:\n%s", strings.Join(args[1:], " "), stderr)
-			}
+			stdout, stderr, err := runRefused(t, args, tt.env)
 			switch {
 			case err == nil:
 				t.Errorf("run(%s): err = nil, want an error naming %s", strings.Join(args[1:], " "), strings.ReplaceAll(tt.want, "|", " or "))
@@ -732,14 +724,14 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 			case strings.Contains(strings.TrimSuffix(err.Error(), "\n"), "\n"):
 				t.Errorf("run(%s): err = %q, want one line", strings.Join(args[1:], " "), err)
 			}
-			if err != nil && (strings.Contains(err.Error(), short) || strings.Contains(err.Error(), "hunter2")) {
-				t.Errorf("run(%s): err = %q repeats a secret", strings.Join(args[1:], " "), err)
+			if err != nil && (strings.Contains(err.Error()+stderr, short) || strings.Contains(err.Error()+stderr, "hunter2")) {
+				t.Errorf("run(%s): err = %q, stderr %q: repeats a secret", strings.Join(args[1:], " "), err, stderr)
 			}
-			if strings.Contains(stderr.String(), "listening") {
+			if strings.Contains(stderr, "listening") {
 				t.Errorf("run(%s) logged listening; want no listener on a bad configuration:\n%s", strings.Join(args[1:], " "), stderr)
 			}
-			if out := stdout.String(); out != "" {
-				t.Errorf("run(%s) printed %q; want the one-line error only", strings.Join(args[1:], " "), out)
+			if stdout != "" {
+				t.Errorf("run(%s) printed %q; want the one-line error only", strings.Join(args[1:], " "), stdout)
 			}
 			if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(tt.name, "db ") {
 				t.Errorf("run(%s) created %s (%v); want nothing opened on a bad configuration", strings.Join(args[1:], " "), db, err)
@@ -765,6 +757,28 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 			t.Errorf("run(-db garbage) created a secret file (%v)", err)
 		}
 	})
+}
+
+// runRefused runs bookapi with args (args[0] is "bookapi") and env until it
+// returns, which it must within 10 s, and returns its output and error.
+func runRefused(t *testing.T, args []string, env map[string]string) (stdout, stderr string, err error) {
+	t.Helper()
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, runEnv(env), strings.NewReader(""), out, errOut) }()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+		t.Fatalf("run(%s) kept running; want it to refuse to start; stderr:\n%s", strings.Join(args[1:], " "), errOut)
+	}
+	return out.String(), errOut.String(), err
 }
 
 // containsAny reports whether s contains one of subs.
@@ -793,8 +807,25 @@ func TestRunHelpPrintsUsage(t *testing.T) {
 	if n := strings.Count(stdout.String(), "Usage of"); n != 1 {
 		t.Errorf("run(-h): usage printed %d times, want once", n)
 	}
+	checkOneDefault(t, "run(-h)", stdout.String())
+	out, err := runCLI(t, "", "user", "add", "-h")
+	if err != nil || !strings.Contains(out, "-db-max-conns") {
+		t.Errorf("run(user add -h) = %q, %v; want the usage with -db-max-conns", out, err)
+	}
+	checkOneDefault(t, "run(user add -h)", out)
 	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("run(-h) created the database (%v)", err)
+	}
+}
+
+// checkOneDefault fails the test if a flag in the usage text names more than
+// one default.
+func checkOneDefault(t *testing.T, what, usage string) {
+	t.Helper()
+	for _, entry := range strings.Split(usage, "\n  -")[1:] {
+		if n := strings.Count(entry, "(default "); n > 1 {
+			t.Errorf("%s: flag -%s shows %d defaults, want at most one", what, strings.TrimSpace(entry), n)
+		}
 	}
 }
 

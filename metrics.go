@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"expvar"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 )
 
@@ -90,24 +92,43 @@ func (m *metrics) observe(method, pattern string, status int, d time.Duration) {
 	m.sumUS.Add(d.Microseconds())
 }
 
-// serveVars answers expvar's JSON: its process-wide variables (cmdline,
-// memstats) and this server's under "bookapi".
-func (m *metrics) serveVars(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", jsonContentType)
-	fmt.Fprint(w, "{\n")
-	expvar.Do(func(kv expvar.KeyValue) {
-		fmt.Fprintf(w, "%q: %s,\n", kv.Key, kv.Value)
-	})
-	fmt.Fprintf(w, "%q: %s\n}\n", "bookapi", m.vars)
+// serveVars answers expvar's JSON: its process-wide variables (memstats),
+// the command line run was given (cmdline, where expvar's own would be
+// os.Args) with its passwords masked, and this server's under "bookapi".
+func (m *metrics) serveVars(cmdline []string) http.HandlerFunc {
+	line, _ := json.Marshal(redactArgs(cmdline))
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", jsonContentType)
+		fmt.Fprint(w, "{\n")
+		expvar.Do(func(kv expvar.KeyValue) {
+			v := kv.Value.String()
+			if kv.Key == "cmdline" {
+				v = string(line)
+			}
+			fmt.Fprintf(w, "%q: %s,\n", kv.Key, v)
+		})
+		fmt.Fprintf(w, "%q: %s\n}\n", "bookapi", m.vars)
+	}
+}
+
+// serveCmdline answers pprof's /debug/pprof/cmdline, the command line run
+// was given, with its passwords masked: pprof's own handler shows os.Args.
+func serveCmdline(cmdline []string) http.HandlerFunc {
+	line := strings.Join(redactArgs(cmdline), "\x00")
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, line)
+	}
 }
 
 // debugRoutes is the debug listener's handler: expvar and pprof, never on
 // the API's own listener.
 func (s *server) debugRoutes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /debug/vars", s.metrics.serveVars)
+	mux.HandleFunc("GET /debug/vars", s.metrics.serveVars(s.cfg.cmdline))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", serveCmdline(s.cfg.cmdline))
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

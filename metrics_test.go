@@ -3,8 +3,11 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -114,5 +117,41 @@ func TestBcryptCounters(t *testing.T) {
 	}
 	if w, f := ts.s.metrics.bcryptWaits.Value(), ts.s.metrics.bcryptRefusals.Value(); w != 1 || f != 1 {
 		t.Errorf("bcrypt_waits = %d, bcrypt_refusals = %d; want 1 and 1", w, f)
+	}
+}
+
+// TestDebugListenerMasksPasswords serves the debug routes of a server whose
+// command line holds PostgreSQL passwords: /debug/vars and pprof's cmdline
+// show that command line with the passwords masked.
+func TestDebugListenerMasksPasswords(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.cmdline = []string{"bookapi", "-db", "postgres://bookapi:sekrit-1@db.example/bookapi?password=sekrit-2", "-db=postgresql://db.example/x?sslpassword=sekrit-3"}
+	ts := newTestServerWith(t, cfg)
+	debug := httptest.NewServer(ts.s.debugRoutes())
+	defer debug.Close()
+	want := []string{"bookapi", "-db", "postgres://bookapi:xxxxx@db.example/bookapi?password=xxxxx", "-db=postgresql://db.example/x?sslpassword=xxxxx"}
+
+	vars := get(t, debug.Client(), debug.URL+"/debug/vars")
+	var all struct {
+		Cmdline  []string
+		Memstats map[string]any
+		Bookapi  map[string]any
+	}
+	if err := json.Unmarshal(vars, &all); err != nil {
+		t.Fatalf("GET /debug/vars: %v; body %s", err, vars)
+	}
+	if !slices.Equal(all.Cmdline, want) {
+		t.Errorf("GET /debug/vars: cmdline = %q, want %q", all.Cmdline, want)
+	}
+	if all.Memstats == nil || all.Bookapi == nil {
+		t.Errorf("GET /debug/vars: memstats %v, bookapi %v; want both", all.Memstats != nil, all.Bookapi != nil)
+	}
+	cmdline := get(t, debug.Client(), debug.URL+"/debug/pprof/cmdline")
+	if string(cmdline) != strings.Join(want, "\x00") {
+		t.Errorf("GET /debug/pprof/cmdline = %q, want %q", cmdline, strings.Join(want, "\x00"))
+	}
+	if strings.Contains(string(vars)+string(cmdline), "sekrit") {
+		t.Errorf("the debug listener shows a password:\n%s\n%s", vars, cmdline)
 	}
 }

@@ -67,6 +67,56 @@ func postgresName(dsn string) string {
 	return u.Scheme + "://" + u.Host + u.Path
 }
 
+// redactDSN returns s with the password of the URL in it masked as xxxxx:
+// the one in its user information and the values of its password and
+// sslpassword parameters, as pgx takes them. The URL may follow a prefix, as
+// in -db=postgres://...; a URL that cannot be parsed keeps only its scheme if
+// it holds an @. Any other s, a SQLite path among them, is returned as it is.
+// Logs, error messages and /debug/vars show a -db value only through it.
+func redactDSN(s string) string {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return s
+	}
+	start := strings.LastIndexFunc(s[:i], func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '+' || r == '-' || r == '.')
+	}) + 1
+	u, err := url.Parse(s[start:])
+	if err != nil {
+		if strings.Contains(s[i:], "@") {
+			return s[:i] + "://xxxxx"
+		}
+		return s
+	}
+	masked := false
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		masked = true
+	}
+	params := strings.Split(u.RawQuery, "&")
+	for j, p := range params {
+		key, _, _ := strings.Cut(p, "=")
+		if k, err := url.QueryUnescape(key); err != nil || strings.EqualFold(k, "password") || strings.EqualFold(k, "sslpassword") {
+			params[j] = key + "=xxxxx"
+			masked = true
+		}
+	}
+	if !masked {
+		return s
+	}
+	u.RawQuery = strings.Join(params, "&")
+	return s[:i] + strings.TrimPrefix(u.String(), u.Scheme) // the scheme as written
+}
+
+// redactArgs is a command line with redactDSN applied to every argument.
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = redactDSN(a)
+	}
+	return out
+}
+
 // openPostgres opens a pool of at most maxConns connections to the database
 // at dsn and migrates it.
 func openPostgres(ctx context.Context, dsn string, maxConns int) (*store, error) {

@@ -14,6 +14,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -215,6 +216,10 @@ func sqliteOnlyTests() map[string]string {
 		"TestStartRefusesUnusableDatabase":      file,
 		"TestSoak":                              "opt-in soak of a SQLite child process",
 		"TestRunSecretFile":                     "the secret file beside a SQLite database; PostgreSQL requires SECRET_KEY",
+		"TestRunRefusesUnsafeSecretFile":        "the secret file beside a SQLite database; PostgreSQL requires SECRET_KEY",
+		"TestRunFilesPrivate":                   sqlite,
+		"TestRunUserAddTerminal":                "a terminal's settings; TestRunUserCommands runs user add on PostgreSQL",
+		"TestDebugListenerMasksPasswords":       logs,
 		"TestRunTokenTTLPrecedence":             noDB,
 		"TestRunRefusesBadConfiguration":        noDB,
 		"TestRunHelpPrintsUsage":                noDB,
@@ -758,6 +763,92 @@ func TestPostgresNeedsSecretKey(t *testing.T) {
 			t.Errorf("parseServe(-db %s) with SECRET_KEY: %v", db, err)
 		}
 	}
+}
+
+func TestPostgresRedactDSN(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ in, want string }{
+		{"bookapi.db", "bookapi.db"},
+		{"file:/srv/bookapi.db?mode=ro", "file:/srv/bookapi.db?mode=ro"},
+		{"file:///srv/my books.db", "file:///srv/my books.db"},
+		{"/srv/a@b.db", "/srv/a@b.db"},
+		{"postgres://bookapi@db.example/bookapi", "postgres://bookapi@db.example/bookapi"},
+		{"postgres://bookapi:sekrit@db.example/bookapi", "postgres://bookapi:xxxxx@db.example/bookapi"},
+		{"postgresql://bookapi:sekrit@db.example:5433/bookapi?sslmode=require", "postgresql://bookapi:xxxxx@db.example:5433/bookapi?sslmode=require"},
+		{"postgres://bookapi@db.example/bookapi?sslmode=disable&password=sekrit", "postgres://bookapi@db.example/bookapi?sslmode=disable&password=xxxxx"},
+		{"postgres://db.example/bookapi?PassWord=sekrit&pass%77ord=sekrit&password", "postgres://db.example/bookapi?PassWord=xxxxx&pass%77ord=xxxxx&password=xxxxx"},
+		{"postgres://db.example/bookapi?sslpassword=sekrit&sslkey=/k", "postgres://db.example/bookapi?sslpassword=xxxxx&sslkey=/k"},
+		{"postgres://bookapi:p%40ss@db.example/bookapi", "postgres://bookapi:xxxxx@db.example/bookapi"},
+		{"-db=postgres://bookapi:sekrit@db.example/bookapi", "-db=postgres://bookapi:xxxxx@db.example/bookapi"},
+		{"--db=postgres://bookapi:sekrit@db.example/bookapi", "--db=postgres://bookapi:xxxxx@db.example/bookapi"},
+		{"postgress://bookapi:sekrit@db.example/bookapi", "postgress://bookapi:xxxxx@db.example/bookapi"},
+		{"POSTGRES://bookapi:sekrit@db.example/bookapi", "POSTGRES://bookapi:xxxxx@db.example/bookapi"},
+		{"postgres://bookapi:se%zzkrit@db.example/bookapi", "postgres://xxxxx"},
+		{"postgres://bookapi:se krit@db.example/bookapi", "postgres://xxxxx"},
+	} {
+		if got := redactDSN(tt.in); got != tt.want {
+			t.Errorf("redactDSN(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestPostgresRunMasksPassword serves from a PostgreSQL URL that holds a
+// password, as user information and as a parameter (the trust
+// authentication of the test server ignores both), and checks that neither
+// appears in the logs or on the debug listener, whose command line shows
+// the one run was given, masked.
+func TestPostgresRunMasksPassword(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(postgresDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const password = "sekrit-4f9c2e"
+	u.User = url.UserPassword(u.User.Username(), password+"-1")
+	q := u.Query()
+	q.Set("password", password+"-2")
+	u.RawQuery = q.Encode()
+	rs := startRun(t, u.String(), map[string]string{"SECRET_KEY": testSecret}, "-debug-addr", "127.0.0.1:0", "-log-format", "json")
+	rs.signupLogin(t, "alice", "password-of-alice")
+	rs.do(t, "POST", "/login", map[string]string{"username": "alice", "password": "wrong password"})
+	m := regexp.MustCompile(`"msg":"debug listening","addr":"([^"]+)"`).FindStringSubmatch(rs.stderr.String())
+	if m == nil {
+		t.Fatalf("no debug listening line in:\n%s", rs.stderr)
+	}
+	want := []string{"bookapi", "-addr", "127.0.0.1:0", "-db", redactDSN(u.String()), "-bcrypt-cost", "4", "-debug-addr", "127.0.0.1:0", "-log-format", "json"}
+	if strings.Contains(want[4], password) || !strings.Contains(want[4], "xxxxx") {
+		t.Fatalf("redactDSN(%s) = %s, want the password masked", u, want[4])
+	}
+	vars := get(t, rs.client, "http://"+m[1]+"/debug/vars")
+	var all struct{ Cmdline []string }
+	if err := json.Unmarshal(vars, &all); err != nil {
+		t.Fatalf("GET /debug/vars: %v", err)
+	}
+	if !slices.Equal(all.Cmdline, want) {
+		t.Errorf("GET /debug/vars: cmdline = %q, want %q", all.Cmdline, want)
+	}
+	if cmdline := get(t, rs.client, "http://"+m[1]+"/debug/pprof/cmdline"); string(cmdline) != strings.Join(want, "\x00") {
+		t.Errorf("GET /debug/pprof/cmdline = %q, want %q", cmdline, strings.Join(want, "\x00"))
+	}
+	rs.stop(t)
+	for what, text := range map[string]string{"stderr": rs.stderr.String(), "/debug/vars": string(vars)} {
+		if strings.Contains(text, password) {
+			t.Errorf("%s holds the database password:\n%s", what, text)
+		}
+	}
+}
+
+// get fetches url, which must answer 200, and returns the body.
+func get(t *testing.T, client *http.Client, url string) []byte {
+	t.Helper()
+	r, err := exchange(client, url, "GET", "", nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	if r.status != http.StatusOK {
+		t.Fatalf("GET %s: status = %d, want 200; body %s", url, r.status, r.body)
+	}
+	return r.body
 }
 
 func TestPostgresConnectTimeout(t *testing.T) {

@@ -1022,7 +1022,7 @@ func TestStartRefusesUnusableDatabase(t *testing.T) {
 		name, db string
 		want     []string // the one line must name each
 	}{
-		{"missing directory", filepath.Join(dir, "no", "such", "x.db"), []string{filepath.Join(dir, "no", "such", "x.db"), "unable to open"}},
+		{"missing directory", filepath.Join(dir, "no", "such", "x.db"), []string{filepath.Join(dir, "no", "such", "x.db"), "no such file or directory"}},
 		{"a directory", aDir, []string{aDir}},
 		{"not SQLite", garbage, []string{garbage, "not a database"}},
 		{"truncated", truncated, []string{truncated, "malformed"}},

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"sort"
@@ -216,12 +217,38 @@ func sqliteDSN(dsn string, readOnly bool) string {
 	return dsn + sep + strings.Join(params, "&")
 }
 
+// createPrivate creates the empty database file dsn names with mode 0600,
+// unless it exists or dsn's mode parameter tells SQLite not to create it.
+// SQLite would create it 0644 less the umask, and it gives the -wal and -shm
+// files it creates beside a database the database file's mode: this way all
+// three are readable and writable by their owner only, whatever the umask.
+// SQLite takes an empty file for a new database.
+func createPrivate(dsn string) error {
+	if _, query, ok := strings.Cut(dsn, "?"); ok && strings.HasPrefix(dsn, "file:") {
+		if q, err := url.ParseQuery(query); err == nil && q.Has("mode") && q.Get("mode") != "rwc" {
+			return nil // ro, rw or memory: SQLite creates no file
+		}
+	}
+	f, err := os.OpenFile(dbPath(dsn), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			return pathErr.Err // the caller names the file, with a password masked
+		}
+		return err
+	}
+	return f.Close()
+}
+
 // openStore opens the database at dsn, a postgres:// URL or a SQLite file,
 // creating and migrating it as needed and filling the books' missing docs.
 // maxConns sizes PostgreSQL's pool; on SQLite it sizes the read pool, beside
 // the one writer.
 func openStore(ctx context.Context, dsn string, maxConns int) (*store, error) {
-	open, name := openSQLite, dsn
+	open, name := openSQLite, redactDSN(dsn)
 	if isPostgres(dsn) {
 		open, name = openPostgres, postgresName(dsn)
 	}
@@ -238,9 +265,13 @@ func openStore(ctx context.Context, dsn string, maxConns int) (*store, error) {
 
 // openSQLite opens and migrates the SQLite file at dsn.
 func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
+	name := redactDSN(dsn) // a mistyped postgres:// URL is a SQLite path too
+	if err := createPrivate(dsn); err != nil {
+		return nil, fmt.Errorf("open database %s: %w", name, err)
+	}
 	w, err := sql.Open("sqlite", sqliteDSN(dsn, false))
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", dsn, err)
+		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
@@ -248,7 +279,7 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	w.SetConnMaxIdleTime(0)
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database %s: %w", dsn, err)
+		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
@@ -257,12 +288,12 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	}
 	if err := migrate(ctx, w, sub); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database %s: %w", dsn, err)
+		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
 	r, err := sql.Open("sqlite", sqliteDSN(dsn, true))
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database %s: %w", dsn, err)
+		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
 	// Reads are CPU work on pages in memory, yet more readers than cores
 	// pay: a request waiting for a free connection parks and is woken, and
