@@ -70,14 +70,15 @@ var statusClasses = [...]string{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // observe counts one answered request. A request that matched a route is
 // counted under its pattern (which names the method); others under
-// "METHOD unmatched".
+// "METHOD unmatched", where METHOD is OTHER for a method HTTP does not
+// define.
 func (m *metrics) observe(method, pattern string, status int, d time.Duration) {
 	class := "5xx"
 	if c := status / 100; c >= 0 && c < len(statusClasses) {
 		class = statusClasses[c]
 	}
 	if pattern == "" {
-		m.requests.Add(method+" unmatched "+class, 1)
+		m.requests.Add(countedMethod(method)+" unmatched "+class, 1)
 	} else {
 		m.requests.Add(pattern+" "+class, 1)
 	}
@@ -88,6 +89,18 @@ func (m *metrics) observe(method, pattern string, status int, d time.Duration) {
 	}
 	m.count.Add(1)
 	m.sumUS.Add(d.Microseconds())
+}
+
+// countedMethod is method if HTTP defines it, else OTHER. net/http passes
+// any token as a method, and a counter for each one a client makes up would
+// grow without bound.
+func countedMethod(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "OTHER"
 }
 
 // serveVars answers expvar's JSON: its process-wide variables (cmdline,

@@ -55,6 +55,11 @@ func TestDebugListener(t *testing.T) {
 	rs.do(t, "GET", "/bookapi/books", nil, bearer(tok)...)
 	rs.do(t, "GET", "/bookapi/books", nil, "x-access-token", "bad")
 	rs.do(t, "POST", "/logout", nil, bearer(tok)...)
+	for _, method := range []string{"FROBNICATE", "X-1", "X-2"} {
+		if r := rs.do(t, method, "/healthz", nil); r.status != http.StatusMethodNotAllowed {
+			t.Errorf("%s /healthz: status = %d, want 405", method, r.status)
+		}
+	}
 	for range 5 {
 		rs.do(t, "POST", "/login", map[string]string{"username": "bob", "password": "wrong password"})
 	}
@@ -76,14 +81,15 @@ func TestDebugListener(t *testing.T) {
 	for key, want := range map[string]float64{
 		"POST /signup 2xx": 1, "POST /login 2xx": 1, "POST /login 4xx": 7,
 		"GET /bookapi/books 2xx": 1, "GET /bookapi/books 4xx": 1, "POST /logout 2xx": 1,
+		"OTHER unmatched 4xx": 3, // made-up methods share one counter
 	} {
 		if got := requests[key]; got != want {
 			t.Errorf("/debug/vars requests[%q] = %v, want %v (all: %v)", key, got, want, requests)
 		}
 	}
 	latency, _ := vars["latency"].(map[string]any)
-	if n, _ := latency["count"].(float64); n < 13 || latency["le_5s"] != latency["count"] {
-		t.Errorf("/debug/vars latency = %v, want count >= 13 with every request under 5 s", latency)
+	if n, _ := latency["count"].(float64); n < 16 || latency["le_5s"] != latency["count"] {
+		t.Errorf("/debug/vars latency = %v, want count >= 16 with every request under 5 s", latency)
 	}
 
 	resp, err := rs.client.Get("http://" + debug + "/debug/pprof/")
