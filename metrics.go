@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,15 +20,10 @@ var latencyBuckets = [...]time.Duration{
 // expvar's global registry, so that any number of servers (as in tests) can
 // live in one process; the debug listener serves them beside expvar's own.
 type metrics struct {
-	vars *expvar.Map // everything below, by name
+	vars *expvar.Map // everything below, by name, for /debug/vars
 
 	requests *expvar.Map // "METHOD /pattern 2xx" -> count
-	latency  *expvar.Map // "le_5ms" -> requests that took at most 5 ms; "count", "sum_us"
-
-	// Handles into latency, made once so that observing a request builds no
-	// strings: one per bucket, then count and sum.
-	buckets      [len(latencyBuckets)]*expvar.Int
-	count, sumUS *expvar.Int
+	latency  *histogram  // request durations in microseconds, bounded by latencyBuckets
 
 	loginsOK        *expvar.Int // logins answered 201
 	loginsFailed    *expvar.Int // logins answered 401
@@ -43,16 +40,21 @@ type metrics struct {
 func newMetrics() *metrics {
 	m := &metrics{vars: new(expvar.Map).Init()}
 	m.requests = new(expvar.Map).Init()
-	m.latency = new(expvar.Map).Init()
 	m.vars.Set("requests", m.requests)
-	m.vars.Set("latency", m.latency)
+	bounds := make([]int64, len(latencyBuckets))
 	for i, b := range latencyBuckets {
-		m.buckets[i] = new(expvar.Int)
-		m.latency.Set("le_"+b.String(), m.buckets[i])
+		bounds[i] = b.Microseconds()
 	}
-	m.count, m.sumUS = new(expvar.Int), new(expvar.Int)
-	m.latency.Set("count", m.count)
-	m.latency.Set("sum_us", m.sumUS)
+	m.latency = newHistogram(bounds...)
+	// /debug/vars shows the histogram as it always has: cumulative counts
+	// by bucket, then the count and the sum in microseconds.
+	latency := new(expvar.Map).Init()
+	for i, b := range latencyBuckets {
+		latency.Set("le_"+b.String(), expvar.Func(func() any { return m.latency.cumulative()[i] }))
+	}
+	latency.Set("count", expvar.Func(func() any { return m.latency.count() }))
+	latency.Set("sum_us", expvar.Func(func() any { return m.latency.sum.Load() }))
+	m.vars.Set("latency", latency)
 	for name, v := range map[string]**expvar.Int{
 		"logins_ok": &m.loginsOK, "logins_failed": &m.loginsFailed, "logins_throttled": &m.loginsThrottled,
 		"bcrypt_waits": &m.bcryptWaits, "bcrypt_refusals": &m.bcryptRefusals,
@@ -63,6 +65,47 @@ func newMetrics() *metrics {
 		m.vars.Set(name, *v)
 	}
 	return m
+}
+
+// histogram counts observations of an integer quantity (microseconds,
+// transactions) in fixed buckets, safely for concurrent use. An observation
+// is one atomic add to its own bucket and one to the sum; readers add the
+// buckets up, so what they read is cumulative, whatever is observed
+// meanwhile, and its total is the count.
+type histogram struct {
+	bounds []int64        // inclusive upper bounds, ascending
+	counts []atomic.Int64 // [i]: observations above bounds[i-1], at most bounds[i]; the last: above every bound
+	sum    atomic.Int64
+}
+
+// newHistogram returns an empty histogram with these ascending bounds.
+func newHistogram(bounds ...int64) *histogram {
+	return &histogram{bounds: bounds, counts: make([]atomic.Int64, len(bounds)+1)}
+}
+
+// observe counts the value v.
+func (h *histogram) observe(v int64) {
+	i, _ := slices.BinarySearch(h.bounds, v) // the first bound >= v, or len(bounds)
+	h.counts[i].Add(1)
+	h.sum.Add(v)
+}
+
+// cumulative returns, for each bound, how many observations were at most
+// it, and then how many there were in all.
+func (h *histogram) cumulative() []int64 {
+	cum := make([]int64, len(h.counts))
+	var n int64
+	for i := range h.counts {
+		n += h.counts[i].Load()
+		cum[i] = n
+	}
+	return cum
+}
+
+// count returns how many values were observed.
+func (h *histogram) count() int64 {
+	cum := h.cumulative()
+	return cum[len(cum)-1]
 }
 
 // statusClasses names status/100.
@@ -82,13 +125,7 @@ func (m *metrics) observe(method, pattern string, status int, d time.Duration) {
 	} else {
 		m.requests.Add(pattern+" "+class, 1)
 	}
-	for i, b := range latencyBuckets {
-		if d <= b {
-			m.buckets[i].Add(1)
-		}
-	}
-	m.count.Add(1)
-	m.sumUS.Add(d.Microseconds())
+	m.latency.observe(d.Microseconds())
 }
 
 // countedMethod is method if HTTP defines it, else OTHER. net/http passes

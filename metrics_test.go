@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"testing"
 )
 
@@ -120,5 +121,24 @@ func TestBcryptCounters(t *testing.T) {
 	}
 	if w, f := ts.s.metrics.bcryptWaits.Value(), ts.s.metrics.bcryptRefusals.Value(); w != 1 || f != 1 {
 		t.Errorf("bcrypt_waits = %d, bcrypt_refusals = %d; want 1 and 1", w, f)
+	}
+}
+
+// TestHistogram checks bucketing at and beside the bounds, the cumulative
+// counts, the count and the sum.
+func TestHistogram(t *testing.T) {
+	t.Parallel()
+	h := newHistogram(10, 20)
+	for _, v := range []int64{0, 10, 11, 20, 21, 1000} {
+		h.observe(v)
+	}
+	if got, want := h.cumulative(), []int64{2, 4, 6}; !slices.Equal(got, want) {
+		t.Errorf("cumulative() = %v, want %v", got, want)
+	}
+	if n := h.count(); n != 6 {
+		t.Errorf("count() = %d, want 6", n)
+	}
+	if sum := h.sum.Load(); sum != 1062 {
+		t.Errorf("sum = %d, want 1062", sum)
 	}
 }

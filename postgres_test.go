@@ -220,6 +220,8 @@ func sqliteOnlyTests() map[string]string {
 		"TestLoggerBatchesAccessLines":          noDB,
 		"TestCORSOriginsConfig":                 noDB,
 		"TestDebugListener":                     logs,
+		"TestHistogram":                         noDB,
+		"TestGroupCommitSizes":                  "SQLite's writer goroutine; PostgreSQL commits each transaction alone",
 		"TestBcryptCounters":                    noDB,
 		"TestPanicIsRecovered":                  noDB,
 		"TestOpenAPIMatchesRoutes":              noDB,

@@ -51,6 +51,7 @@ type store struct {
 	closed     bool
 	writes     chan writeJob
 	writerDone chan struct{}
+	groupSizes *histogram // transactions per commit of the writer; nil on PostgreSQL
 }
 
 // reader runs queries on the read pool through prepared statements, each
@@ -127,6 +128,9 @@ type writeJob struct {
 
 // maxGroup bounds how many transactions share one commit.
 const maxGroup = 256
+
+// groupBuckets are the bounds of the histogram of group sizes, up to maxGroup.
+var groupBuckets = [...]int64{1, 2, 4, 8, 16, 32, 64, 128, maxGroup}
 
 // user is an account as the handlers see it; the password hash stays in the store.
 type user struct {
@@ -262,7 +266,8 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	n := maxConns
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	st := &store{w: w, r: r, read: &reader{db: r, detach: true}, writes: make(chan writeJob, maxGroup), writerDone: make(chan struct{})}
+	st := &store{w: w, r: r, read: &reader{db: r, detach: true}, writes: make(chan writeJob, maxGroup), writerDone: make(chan struct{}),
+		groupSizes: newHistogram(groupBuckets[:]...)}
 	go st.writer()
 	return st, nil
 }
@@ -433,6 +438,7 @@ func (st *store) writer() {
 				break more
 			}
 		}
+		st.groupSizes.observe(int64(len(group)))
 		st.commitGroup(group)
 	}
 }
