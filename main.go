@@ -77,7 +77,7 @@ type config struct {
 	trustProxy              bool          // take the client address from X-Forwarded-For
 
 	corsOrigins []string // origins allowed by CORS; "*" for any
-	debugAddr   string   // listen address of expvar and pprof; "" for none
+	debugAddr   string   // listen address of expvar, /metrics and pprof; "" for none
 }
 
 // run is the whole program with its surroundings passed in, so tests can
@@ -240,7 +240,7 @@ func parseServe(args []string, getenv func(string) string, stdout io.Writer) (co
 	var cors string
 	f.StringVar(&cors, "cors-origins", "", "comma-separated origins allowed by CORS (* for any)")
 	f.bind("cors-origins", "BOOKAPI_CORS_ORIGINS")
-	f.StringVar(&cfg.debugAddr, "debug-addr", "", "listen address for expvar (/debug/vars) and pprof; off when empty")
+	f.StringVar(&cfg.debugAddr, "debug-addr", "", "listen address for expvar (/debug/vars), Prometheus metrics (/metrics) and pprof; off when empty")
 	f.bind("debug-addr", "BOOKAPI_DEBUG_ADDR")
 	if err := f.parse(args, getenv); err != nil {
 		return cfg, err

@@ -168,6 +168,8 @@ func postgresTests() []namedTest {
 		// reliability_test.go
 		{"TestConcurrentWriters", TestConcurrentWriters},
 		{"TestConcurrentCreatesOfOneTitle", TestConcurrentCreatesOfOneTitle},
+		// metrics_test.go
+		{"TestMetricsFormat", TestMetricsFormat},
 		// main_test.go
 		{"TestRunServesAndShutsDown", TestRunServesAndShutsDown},
 		{"TestRunDrainsInFlightRequests", TestRunDrainsInFlightRequests},
@@ -221,6 +223,8 @@ func sqliteOnlyTests() map[string]string {
 		"TestCORSOriginsConfig":                 noDB,
 		"TestDebugListener":                     logs,
 		"TestHistogram":                         noDB,
+		"TestMetricsEscaping":                   noDB,
+		"TestMetricsPromtool":                   "promtool on the format; TestMetricsFormat runs on PostgreSQL",
 		"TestGroupCommitSizes":                  "SQLite's writer goroutine; PostgreSQL commits each transaction alone",
 		"TestBcryptCounters":                    noDB,
 		"TestPanicIsRecovered":                  noDB,

@@ -272,6 +272,21 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	return st, nil
 }
 
+// pool is one of the store's connection pools, named for metrics.
+type pool struct {
+	name string
+	db   *sql.DB
+}
+
+// pools returns the store's connection pools: SQLite's writer and readers,
+// or PostgreSQL's one pool, which serves both.
+func (st *store) pools() []pool {
+	if st.w == st.r {
+		return []pool{{"shared", st.w}}
+	}
+	return []pool{{"write", st.w}, {"read", st.r}}
+}
+
 // close checkpoints the WAL into the main file and closes both pools. On
 // PostgreSQL it waits for the write transactions under way, then closes the
 // pool.
