@@ -50,7 +50,8 @@ func debugVars(t *testing.T, client *http.Client, addr string) map[string]any {
 
 // TestDebugListener runs the binary's run with -debug-addr, sends traffic to
 // the API, and checks that the counters on the second listener moved, that
-// pprof answers there, and that neither is served on the API's listener.
+// pprof and /metrics answer there, and that none is served on the API's
+// listener.
 func TestDebugListener(t *testing.T) {
 	t.Parallel()
 	rs := startRun(t, filepath.Join(t.TempDir(), "bookapi.db"), nil, "-debug-addr", "127.0.0.1:0")
@@ -111,7 +112,10 @@ func TestDebugListener(t *testing.T) {
 	if resp != nil {
 		resp.Body.Close()
 	}
-	for _, path := range []string{"/debug/vars", "/debug/pprof/"} {
+	if r := sendRequest(t, rs.client, "http://"+debug, "GET", "/metrics", nil); r.status != http.StatusOK || r.header.Get("Content-Type") != promContentType {
+		t.Errorf("GET /metrics on the debug listener: status = %d, Content-Type %q; want 200 %q", r.status, r.header.Get("Content-Type"), promContentType)
+	}
+	for _, path := range []string{"/debug/vars", "/debug/pprof/", "/metrics"} {
 		if r := rs.do(t, "GET", path, nil); r.status != http.StatusNotFound {
 			t.Errorf("GET %s on the API listener: status = %d, want 404", path, r.status)
 		}
