@@ -188,9 +188,6 @@ func dbPath(dsn string) string {
 // ride in the DSN so that every pooled connection gets them; busy_timeout
 // comes first so the others wait for a lock rather than fail.
 func sqliteDSN(dsn string, readOnly bool) string {
-	if !strings.HasPrefix(dsn, "file:") {
-		dsn = "file:" + (&url.URL{Path: dsn}).EscapedPath()
-	}
 	params := []string{
 		"_pragma=busy_timeout(5000)",
 		"_pragma=journal_mode(WAL)",
@@ -202,11 +199,61 @@ func sqliteDSN(dsn string, readOnly bool) string {
 	} else {
 		params = append(params, "_txlock=immediate")
 	}
+	return sqliteURI(dsn, params...)
+}
+
+// sqliteURI returns a path or file: URI as a file: URI with params added.
+func sqliteURI(dsn string, params ...string) string {
+	if !strings.HasPrefix(dsn, "file:") {
+		dsn = "file:" + (&url.URL{Path: dsn}).EscapedPath()
+	}
 	sep := "?"
 	if strings.Contains(dsn, "?") {
 		sep = "&"
 	}
 	return dsn + sep + strings.Join(params, "&")
+}
+
+// vacuumInto writes a consistent copy of the SQLite database dsn, as one
+// read transaction sees it, into the file dest, which must be absent or
+// empty, with VACUUM INTO; in WAL mode the database's writers carry on
+// meanwhile. The database is opened with mode=rw, which never creates it.
+// (mode=ro would do, but a read-only connection to a WAL database that no
+// one else has open creates its -wal and -shm files and cannot remove them.)
+// The copy is compacted and in rollback-journal mode; dest is not synced.
+func vacuumInto(ctx context.Context, dsn, dest string) error {
+	db, err := sql.Open("sqlite", sqliteURI(dsn, "mode=rw", "_pragma=busy_timeout(5000)"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, dest); err != nil {
+		return err
+	}
+	return db.Close()
+}
+
+// checkCopy runs SQLite's integrity check on the database file path, which
+// nothing else may be using, and counts its users and books. It opens the
+// file read-only and immutable: no locks, and no -wal or -shm file beside it.
+func checkCopy(ctx context.Context, path string) (users, books int, err error) {
+	db, err := sql.Open("sqlite", sqliteURI(path, "mode=ro", "immutable=1"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer db.Close()
+	var result string
+	if err := db.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&result); err != nil {
+		return 0, 0, fmt.Errorf("integrity check: %w", err)
+	}
+	if result != "ok" {
+		return 0, 0, fmt.Errorf("integrity check: %s", result)
+	}
+	err = db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM books)`).Scan(&users, &books)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count users and books: %w", err)
+	}
+	return users, books, db.Close()
 }
 
 // openStore opens the database at dsn, a postgres:// URL or a SQLite file,
