@@ -578,7 +578,7 @@ func backupCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "backed up %s to %s: %d bytes, %d users, %d books\n", dbPath(cfg.db), b.path, b.size, b.users, b.books)
+	fmt.Fprintf(stdout, "backed up %s to %s: %d bytes, users: %d, books: %d\n", dbPath(cfg.db), b.path, b.size, b.users, b.books)
 	return nil
 }
 

@@ -1013,7 +1013,7 @@ func TestTuneGC(t *testing.T) {
 }
 
 // backupLineRE matches the line bookapi backup prints.
-var backupLineRE = regexp.MustCompile(`^backed up \S+ to (\S+): (\d+) bytes, (\d+) users, (\d+) books\n$`)
+var backupLineRE = regexp.MustCompile(`^backed up \S+ to (\S+): (\d+) bytes, users: (\d+), books: (\d+)\n$`)
 
 // integrityCheck returns PRAGMA integrity_check of the SQLite file path,
 // opened read-only.
@@ -1121,7 +1121,7 @@ func TestBackupRestoreUnderWriters(t *testing.T) {
 	t.Logf("%d books acknowledged before the backup began, %d while it ran; it printed %q", len(before), during, out)
 	m := backupLineRE.FindStringSubmatch(out)
 	if m == nil {
-		t.Fatalf("backup printed %q, want one line: backed up DB to DEST: N bytes, N users, N books", out)
+		t.Fatalf("backup printed %q, want one line: backed up DB to DEST: N bytes, users: N, books: N", out)
 	}
 	if books, _ := strconv.Atoi(m[4]); m[1] != dest || m[3] != "1" || books < len(before) {
 		t.Errorf("backup printed %q; want %s, 1 user and at least %d books", out, dest, len(before))
@@ -1264,7 +1264,7 @@ func TestBackupRefusals(t *testing.T) {
 		t.Fatalf("backup -force onto %s: %v", existing, err)
 	}
 	if m := backupLineRE.FindStringSubmatch(out); m == nil || m[3] != "1" || m[4] != "0" {
-		t.Errorf("backup -force printed %q, want a line with 1 users, 0 books", out)
+		t.Errorf("backup -force printed %q, want a line with users: 1, books: 0", out)
 	}
 	if got := integrityCheck(t, existing); got != "ok" {
 		t.Errorf("backup -force: integrity_check of %s = %q, want ok", existing, got)
