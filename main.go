@@ -625,6 +625,9 @@ func writeBackup(ctx context.Context, dsn, dest string, force bool) (backup, err
 	}
 	name := tmp.Name()
 	defer os.Remove(name) // gone already once renamed; a second link once linked
+	// VACUUM INTO writes through a rollback journal beside the copy, which
+	// SQLite removes itself unless it is stopped short.
+	defer os.Remove(name + "-journal")
 	if err := tmp.Close(); err != nil {
 		return backup{}, fmt.Errorf("backup: %w", err)
 	}

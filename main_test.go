@@ -1259,6 +1259,18 @@ func TestBackupRefusals(t *testing.T) {
 		t.Errorf("the database after a backup onto itself was refused: integrity_check %q, want ok", got)
 	}
 
+	// Interrupted (SIGINT cancels run's context): nothing is left either.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	interrupted := t.TempDir()
+	err := run(ctx, []string{"bookapi", "backup", "-db", db, filepath.Join(interrupted, "b.db")}, runEnv(nil), strings.NewReader(""), io.Discard, io.Discard)
+	if err == nil {
+		t.Errorf("backup with its context cancelled: err = nil, want an error")
+	}
+	if names := dirNames(t, interrupted); len(names) > 0 {
+		t.Errorf("backup with its context cancelled left %q", names)
+	}
+
 	out, err := runCLI(t, "", "backup", "-db", db, "-force", existing)
 	if err != nil {
 		t.Fatalf("backup -force onto %s: %v", existing, err)
