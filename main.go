@@ -7,6 +7,7 @@
 //	bookapi [serve] [flags]                 serve the API (the default)
 //	bookapi user add [-admin] [flags] NAME  create a user; password on stdin
 //	bookapi user promote|demote [flags] NAME
+//	bookapi backup [-force] [flags] DEST    copy the live SQLite database to DEST
 //	bookapi version
 //
 // Flags override the environment, which overrides the defaults; see README.md.
@@ -28,6 +29,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -58,8 +60,30 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bookapi:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitError is an error for which the command exits with a status other
+// than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+// Error returns the message of the wrapped error.
+func (e *exitError) Error() string { return e.err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitCode is the exit status for an error of run: an exitError's code,
+// else 1.
+func exitCode(err error) int {
+	if ee, ok := errors.AsType[*exitError](err); ok {
+		return ee.code
+	}
+	return 1
 }
 
 // config is everything the server reads at start-up; read-only afterwards.
@@ -82,7 +106,7 @@ type config struct {
 	trustProxy              bool          // take the client address from X-Forwarded-For
 
 	corsOrigins []string      // origins allowed by CORS; "*" for any
-	debugAddr   string        // listen address of expvar and pprof; "" for none
+	debugAddr   string        // listen address of expvar, /metrics and pprof; "" for none
 	dbTimeout   time.Duration // the deadline of a request's database work; 0 for none
 	cmdline     []string      // the command line run was given, shown (passwords masked) by the debug listener
 }
@@ -99,11 +123,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return serve(ctx, args, rest, getenv, stdout, stderr)
 	case "user":
 		return userCommand(ctx, rest, getenv, stdin, stdout, stderr)
+	case "backup":
+		return backupCommand(ctx, rest, getenv, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "bookapi", buildVersion())
 		return nil
 	}
-	return fmt.Errorf("unknown command %q: want serve, user or version", cmd)
+	return fmt.Errorf("unknown command %q: want serve, user, backup or version", cmd)
 }
 
 // buildVersion is the -X version, else the module version and VCS revision.
@@ -258,7 +284,7 @@ func parseServe(args []string, getenv func(string) string, stdout io.Writer) (co
 	var cors string
 	f.StringVar(&cors, "cors-origins", "", "comma-separated origins allowed by CORS (* for any)")
 	f.bind("cors-origins", "BOOKAPI_CORS_ORIGINS")
-	f.StringVar(&cfg.debugAddr, "debug-addr", "", "listen address for expvar (/debug/vars) and pprof; off when empty")
+	f.StringVar(&cfg.debugAddr, "debug-addr", "", "listen address for expvar (/debug/vars), Prometheus metrics (/metrics) and pprof; off when empty")
 	f.bind("debug-addr", "BOOKAPI_DEBUG_ADDR")
 	f.DurationVar(&cfg.dbTimeout, "db-timeout", 5*time.Second, "the most time a request may wait for the database; then 503")
 	f.bind("db-timeout", "BOOKAPI_DB_TIMEOUT")
@@ -684,4 +710,137 @@ func readNoEcho(ctx context.Context, fd int, prompt io.Writer) (string, error) {
 		term.Restore(fd, state)
 		return "", fmt.Errorf("read password: %w", ctx.Err())
 	}
+}
+
+// backupCommand runs "backup [-force] DEST": it copies the SQLite database
+// -db names, while a server may use it, to the file DEST (writeBackup) and
+// prints one line about the copy. A PostgreSQL database is refused with
+// exit status 2: pg_dump backs it up.
+func backupCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var cfg config
+	var force bool
+	f := newFlags("backup", stdout)
+	dbFlags(f, &cfg)
+	f.BoolVar(&force, "force", false, "replace DEST if it exists")
+	if err := f.parse(args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if f.NArg() != 1 {
+		return fmt.Errorf("backup: want one destination file after the flags, got %d arguments", f.NArg())
+	}
+	if err := checkDB(f, &cfg); err != nil {
+		return err
+	}
+	if isPostgres(cfg.db) {
+		return &exitError{code: 2, err: fmt.Errorf("backup: %s is a PostgreSQL database: back it up with pg_dump (pg_dump -Fc -f bookapi.dump \"$DATABASE_URL\")", postgresName(cfg.db))}
+	}
+	b, err := writeBackup(ctx, cfg.db, f.Arg(0), force)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "backed up %s to %s: %d bytes, users: %d, books: %d\n", dbPath(cfg.db), b.path, b.size, b.users, b.books)
+	return nil
+}
+
+// backup describes a finished backup.
+type backup struct {
+	path         string // absolute
+	size         int64  // bytes
+	users, books int
+}
+
+// writeBackup copies the SQLite database dsn to the file dest. The copy is
+// written to a new temporary file beside dest (mode 0600), checked, synced,
+// and only then given dest's name, and the directory is synced. Without
+// force an existing dest is an error and is left as it was. On any error
+// nothing is left at dest (it keeps what it held) and no temporary file
+// stays behind.
+func writeBackup(ctx context.Context, dsn, dest string, force bool) (backup, error) {
+	src := dbPath(dsn)
+	srcInfo, err := os.Stat(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return backup{}, fmt.Errorf("backup: database %s does not exist", src)
+	}
+	if err != nil {
+		return backup{}, fmt.Errorf("backup: %w", err)
+	}
+	// Absolute, so that SQLite never reads the name as a file: URI.
+	if dest, err = filepath.Abs(dest); err != nil {
+		return backup{}, fmt.Errorf("backup: %w", err)
+	}
+	exists := fmt.Errorf("backup: %s exists; -force replaces it", dest)
+	if info, err := os.Stat(dest); err == nil && os.SameFile(info, srcInfo) {
+		return backup{}, fmt.Errorf("backup: %s is the database itself", dest)
+	}
+	if _, err := os.Lstat(dest); err == nil && !force {
+		return backup{}, exists
+	}
+	dir := filepath.Dir(dest)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".tmp-*")
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return backup{}, fmt.Errorf("backup: cannot create a file in %s: %w", dir, pe.Err)
+	}
+	if err != nil {
+		return backup{}, fmt.Errorf("backup: %w", err)
+	}
+	name := tmp.Name()
+	defer os.Remove(name) // gone already once renamed; a second link once linked
+	// VACUUM INTO writes through a rollback journal beside the copy, which
+	// SQLite removes itself unless it is stopped short.
+	defer os.Remove(name + "-journal")
+	if err := tmp.Close(); err != nil {
+		return backup{}, fmt.Errorf("backup: %w", err)
+	}
+	if err := vacuumInto(ctx, dsn, name); err != nil {
+		return backup{}, fmt.Errorf("backup: copy %s to %s: %w", src, dest, err)
+	}
+	b := backup{path: dest}
+	if b.users, b.books, err = checkCopy(ctx, name); err != nil {
+		return backup{}, fmt.Errorf("backup: check the copy of %s: %w", src, err)
+	}
+	if b.size, err = syncFile(name); err != nil {
+		return backup{}, fmt.Errorf("backup: %w", err)
+	}
+	if force {
+		err = os.Rename(name, dest)
+	} else if err = os.Link(name, dest); err != nil && !errors.Is(err, fs.ErrExist) {
+		// A file system without hard links: check, then rename.
+		if _, lerr := os.Lstat(dest); lerr == nil {
+			return backup{}, exists
+		}
+		err = os.Rename(name, dest)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return backup{}, exists
+	}
+	if err != nil {
+		return backup{}, fmt.Errorf("backup: %w", err)
+	}
+	if _, err := syncFile(dir); err != nil {
+		return backup{}, fmt.Errorf("backup: %s is written, but its directory was not synced: %w", dest, err)
+	}
+	return b, nil
+}
+
+// syncFile flushes the file or directory path to stable storage and returns
+// its size.
+func syncFile(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	info, err := f.Stat()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	return info.Size(), nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,10 +15,13 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1040,5 +1044,313 @@ func TestTuneGC(t *testing.T) {
 	}
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GOGC after tuneGC with GOGC=50 set = %d, want it left at 100", got)
+	}
+}
+
+// backupLineRE matches the line bookapi backup prints.
+var backupLineRE = regexp.MustCompile(`^backed up \S+ to (\S+): (\d+) bytes, users: (\d+), books: (\d+)\n$`)
+
+// integrityCheck returns PRAGMA integrity_check of the SQLite file path,
+// opened read-only.
+func integrityCheck(t *testing.T, path string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var result string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&result); err != nil {
+		t.Fatalf("PRAGMA integrity_check of %s: %v", path, err)
+	}
+	return result
+}
+
+// dirNames lists the names in dir.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestBackupRestoreUnderWriters takes a backup with bookapi backup while 32
+// writers create books through a running server, then restores it as the
+// README says (stop, put the copy in place, start): every book acknowledged
+// before the backup began is there, the copy passes PRAGMA integrity_check,
+// and a token signed before the backup, with the secret file that stayed
+// beside the database, still works.
+func TestBackupRestoreUnderWriters(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "bookapi.db")
+	rs := startRun(t, db, nil)
+	tok := rs.signupLogin(t, "alice", "password-of-alice")["token"].(string)
+
+	const writers = 32
+	var (
+		mu    sync.Mutex
+		acked []int64 // ids of created books, in the order they were answered
+		wg    sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				book := map[string]string{"title": fmt.Sprintf("Book %d of writer %d", i, w), "author": "Writer"}
+				r, err := exchange(rs.client, rs.url, "POST", "/bookapi/books", book, bearer(tok)...)
+				if err == nil && r.status != http.StatusCreated {
+					err = fmt.Errorf("status %d, body %s", r.status, r.body)
+				}
+				var created struct {
+					Book struct {
+						ID int64 `json:"id"`
+					}
+				}
+				if err == nil {
+					err = json.Unmarshal(r.body, &created)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("POST /bookapi/books: %w", err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, created.Book.ID)
+				mu.Unlock()
+			}
+		}()
+	}
+	ackedNow := func() []int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(acked)
+	}
+	pollUntil(t, 30*time.Second, "100 books acknowledged", func() bool { return len(ackedNow()) >= 100 })
+	before := ackedNow()
+	destDir := t.TempDir()
+	dest := filepath.Join(destDir, "backup.db")
+	out, err := runCLI(t, "", "backup", "-db", db, dest)
+	during := len(ackedNow()) - len(before)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("writer: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("backup -db %s %s while writing: %v", db, dest, err)
+	}
+	t.Logf("%d books acknowledged before the backup began, %d while it ran; it printed %q", len(before), during, out)
+	m := backupLineRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("backup printed %q, want one line: backed up DB to DEST: N bytes, users: N, books: N", out)
+	}
+	if books, _ := strconv.Atoi(m[4]); m[1] != dest || m[3] != "1" || books < len(before) {
+		t.Errorf("backup printed %q; want %s, 1 user and at least %d books", out, dest, len(before))
+	}
+	info, err := os.Stat(dest)
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if size, _ := strconv.ParseInt(m[2], 10, 64); info.Size() != size || info.Mode().Perm() != 0o600 {
+		t.Errorf("backup file: %d bytes, mode %v; want the %s bytes printed and mode 0600", info.Size(), info.Mode(), m[2])
+	}
+	if names := dirNames(t, destDir); !slices.Equal(names, []string{"backup.db"}) {
+		t.Errorf("backup directory holds %q, want only backup.db (no temporary file, no secret)", names)
+	}
+	if got := integrityCheck(t, dest); got != "ok" {
+		t.Errorf("PRAGMA integrity_check of the backup = %q, want ok", got)
+	}
+
+	// Restore: stop the server, put the copy in place of the database (its
+	// -wal and -shm files gone), start again.
+	rs.stop(t)
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Remove(db + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(dest, db); err != nil {
+		t.Fatal(err)
+	}
+	restored := startRun(t, db, nil)
+	if r := restored.do(t, "GET", "/me", nil, bearer(tok)...); r.status != http.StatusOK {
+		t.Errorf("GET /me after the restore with a token from before the backup: status = %d, want 200; body %s", r.status, r.body)
+	}
+	missing := 0
+	for _, id := range before {
+		if r := restored.do(t, "GET", fmt.Sprintf("/bookapi/books/%d", id), nil, bearer(tok)...); r.status != http.StatusOK {
+			missing++
+			if missing <= 5 {
+				t.Errorf("GET /bookapi/books/%d, acknowledged before the backup, after the restore: status = %d, want 200", id, r.status)
+			}
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of the %d books acknowledged before the backup are missing after the restore", missing, len(before))
+	}
+	restored.stop(t)
+}
+
+// TestBackupRefusals checks every way bookapi backup refuses: a one-line
+// error and a non-zero exit status, the database never created, and
+// nothing new at the destination or beside it. Then -force replaces.
+func TestBackupRefusals(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "bookapi.db")
+	if _, err := runCLI(t, "password-of-root\n", "user", "add", "-db", db, "-bcrypt-cost", "4", "root"); err != nil {
+		t.Fatalf("user add: %v", err)
+	}
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("not SQLite\n"), 500), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	existing := filepath.Join(t.TempDir(), "existing.db")
+	if err := os.WriteFile(existing, []byte("an older backup"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unwritable := t.TempDir()
+	if os.Geteuid() == 0 {
+		unwritable = mountTmpfs(t, "1m")
+		if out, err := exec.Command("mount", "-o", "remount,ro", unwritable).CombinedOutput(); err != nil {
+			t.Skipf("skipping: mount -o remount,ro %s: %v: %s", unwritable, err, bytes.TrimSpace(out))
+		}
+	} else if err := os.Chmod(unwritable, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	missingDB := filepath.Join(dir, "missing.db")
+	tests := []struct {
+		name string
+		args []string // after "backup"
+		dest string   // the destination, whose directory must not change
+		want string   // the error names this
+		code int      // exit status
+	}{
+		{"missing database", []string{"-db", missingDB}, filepath.Join(t.TempDir(), "b.db"), missingDB + " does not exist", 1},
+		{"not a database", []string{"-db", garbage}, filepath.Join(t.TempDir(), "b.db"), garbage, 1},
+		{"existing destination", []string{"-db", db}, existing, existing + " exists; -force replaces it", 1},
+		{"destination is the database", []string{"-db", db, "-force"}, db, "the database itself", 1},
+		{"missing directory", []string{"-db", db}, filepath.Join(dir, "no", "such", "b.db"), filepath.Join(dir, "no", "such"), 1},
+		{"directory is a file", []string{"-db", db}, filepath.Join(garbage, "b.db"), "not a directory", 1},
+		{"unwritable directory", []string{"-db", db}, filepath.Join(unwritable, "b.db"), unwritable, 1},
+		{"PostgreSQL", []string{"-db", "postgres://bookapi:hunter2@127.0.0.1:1/bookapi"}, filepath.Join(t.TempDir(), "b.db"), "pg_dump", 2},
+		{"no destination", []string{"-db", db}, "", "destination", 1},
+		{"two destinations", []string{"-db", db, filepath.Join(t.TempDir(), "a.db")}, filepath.Join(t.TempDir(), "b.db"), "destination", 1},
+	}
+	for _, tt := range tests {
+		args := append([]string{"backup"}, tt.args...)
+		if tt.dest != "" {
+			args = append(args, tt.dest)
+		}
+		destDir := filepath.Dir(tt.dest)
+		var before []string
+		if info, err := os.Stat(destDir); err == nil && info.IsDir() {
+			before = dirNames(t, destDir)
+		}
+		out, err := runCLI(t, "", args...)
+		switch {
+		case err == nil:
+			t.Errorf("%s: run(%s): err = nil, want an error naming %q", tt.name, strings.Join(args, " "), tt.want)
+			continue
+		case !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n"):
+			t.Errorf("%s: run(%s): err = %q, want one line naming %q", tt.name, strings.Join(args, " "), err, tt.want)
+		case exitCode(err) != tt.code:
+			t.Errorf("%s: run(%s): exit status %d, want %d", tt.name, strings.Join(args, " "), exitCode(err), tt.code)
+		case strings.Contains(err.Error(), "hunter2"):
+			t.Errorf("%s: run(%s): err = %q repeats the password", tt.name, strings.Join(args, " "), err)
+		}
+		if out != "" {
+			t.Errorf("%s: run(%s) printed %q, want nothing", tt.name, strings.Join(args, " "), out)
+		}
+		if before != nil {
+			if after := dirNames(t, destDir); !slices.Equal(after, before) {
+				t.Errorf("%s: run(%s): %s held %q, now %q; want it unchanged", tt.name, strings.Join(args, " "), destDir, before, after)
+			}
+		}
+	}
+	for _, name := range []string{missingDB, missingDB + "-wal", missingDB + "-shm"} {
+		if _, err := os.Stat(name); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("backup of a missing database: %s exists (%v), want it never created", name, err)
+		}
+	}
+	if got, _ := os.ReadFile(existing); string(got) != "an older backup" {
+		t.Errorf("backup without -force changed %s: now %d bytes starting %q", existing, len(got), got[:min(len(got), 16)])
+	}
+	if got := integrityCheck(t, db); got != "ok" {
+		t.Errorf("the database after a backup onto itself was refused: integrity_check %q, want ok", got)
+	}
+
+	// Interrupted (SIGINT cancels run's context): nothing is left either.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	interrupted := t.TempDir()
+	err := run(ctx, []string{"bookapi", "backup", "-db", db, filepath.Join(interrupted, "b.db")}, runEnv(nil), strings.NewReader(""), io.Discard, io.Discard)
+	if err == nil {
+		t.Errorf("backup with its context cancelled: err = nil, want an error")
+	}
+	if names := dirNames(t, interrupted); len(names) > 0 {
+		t.Errorf("backup with its context cancelled left %q", names)
+	}
+
+	out, err := runCLI(t, "", "backup", "-db", db, "-force", existing)
+	if err != nil {
+		t.Fatalf("backup -force onto %s: %v", existing, err)
+	}
+	if m := backupLineRE.FindStringSubmatch(out); m == nil || m[3] != "1" || m[4] != "0" {
+		t.Errorf("backup -force printed %q, want a line with users: 1, books: 0", out)
+	}
+	if got := integrityCheck(t, existing); got != "ok" {
+		t.Errorf("backup -force: integrity_check of %s = %q, want ok", existing, got)
+	}
+	if names := dirNames(t, filepath.Dir(existing)); !slices.Equal(names, []string{"existing.db"}) {
+		t.Errorf("after backup -force the directory holds %q, want only existing.db", names)
+	}
+}
+
+// TestBackupFullDisk fills the destination's file system to a few pages
+// short of the copy: the backup fails with a one-line error and leaves only
+// what was there, and succeeds once there is room.
+func TestBackupFullDisk(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "bookapi.db")
+	if _, err := runCLI(t, "password-of-root\n", "user", "add", "-db", db, "-bcrypt-cost", "4", "root"); err != nil {
+		t.Fatalf("user add: %v", err)
+	}
+	dir := mountTmpfs(t, "1m")
+	junk := filepath.Join(dir, "junk")
+	filled := fillDisk(t, junk)
+	if err := os.Truncate(junk, filled-16<<10); err != nil { // room for 4 pages of the copy's 20 or so
+		t.Fatal(err)
+	}
+	dest := filepath.Join(dir, "backup.db")
+	out, err := runCLI(t, "", "backup", "-db", db, dest)
+	if err == nil || !strings.Contains(err.Error(), "full") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("backup onto a full disk: err = %v, printed %q; want one line saying the disk is full", err, out)
+	}
+	if names := dirNames(t, dir); !slices.Equal(names, []string{"junk"}) {
+		t.Errorf("after the failed backup the file system holds %q, want only junk", names)
+	}
+	if err := os.Remove(junk); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI(t, "", "backup", "-db", db, dest); err != nil {
+		t.Fatalf("backup once there is room: %v", err)
+	}
+	if got := integrityCheck(t, dest); got != "ok" {
+		t.Errorf("integrity_check of the backup = %q, want ok", got)
 	}
 }

@@ -180,6 +180,8 @@ func postgresTests() []namedTest {
 		// reliability_test.go
 		{"TestConcurrentWriters", TestConcurrentWriters},
 		{"TestConcurrentCreatesOfOneTitle", TestConcurrentCreatesOfOneTitle},
+		// metrics_test.go
+		{"TestMetricsFormat", TestMetricsFormat},
 		// main_test.go
 		{"TestRunServesAndShutsDown", TestRunServesAndShutsDown},
 		{"TestRunDrainsInFlightRequests", TestRunDrainsInFlightRequests},
@@ -215,6 +217,9 @@ func sqliteOnlyTests() map[string]string {
 		"TestLockedDatabaseKeepsDeadline":       file,
 		"TestStartRefusesUnusableDatabase":      file,
 		"TestSoak":                              "opt-in soak of a SQLite child process",
+		"TestBackupRestoreUnderWriters":         "bookapi backup copies a SQLite file; on PostgreSQL it points to pg_dump (TestBackupRefusals)",
+		"TestBackupRefusals":                    "bookapi backup copies a SQLite file; on PostgreSQL it points to pg_dump, checked here",
+		"TestBackupFullDisk":                    file,
 		"TestRunSecretFile":                     "the secret file beside a SQLite database; PostgreSQL requires SECRET_KEY",
 		"TestRunRefusesUnsafeSecretFile":        "the secret file beside a SQLite database; PostgreSQL requires SECRET_KEY",
 		"TestRunFilesPrivate":                   sqlite,
@@ -239,6 +244,10 @@ func sqliteOnlyTests() map[string]string {
 		"TestLoggerBatchesAccessLines":          noDB,
 		"TestCORSOriginsConfig":                 noDB,
 		"TestDebugListener":                     logs,
+		"TestHistogram":                         noDB,
+		"TestMetricsEscaping":                   noDB,
+		"TestMetricsPromtool":                   "promtool on the format; TestMetricsFormat runs on PostgreSQL",
+		"TestGroupCommitSizes":                  "SQLite's writer goroutine; PostgreSQL commits each transaction alone",
 		"TestBcryptCounters":                    noDB,
 		"TestPanicIsRecovered":                  noDB,
 		"TestOpenAPIMatchesRoutes":              noDB,

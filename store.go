@@ -54,6 +54,7 @@ type store struct {
 	closed     bool
 	writes     chan *writeJob
 	writerDone chan struct{}
+	groupSizes *histogram // transactions per commit of the writer; nil on PostgreSQL
 }
 
 // reader runs queries on the read pool through prepared statements, each
@@ -140,6 +141,9 @@ const (
 // maxGroup bounds how many transactions share one commit.
 const maxGroup = 256
 
+// groupBuckets are the bounds of the histogram of group sizes, up to maxGroup.
+var groupBuckets = [...]int64{1, 2, 4, 8, 16, 32, 64, 128, maxGroup}
+
 // user is an account as the handlers see it; the password hash stays in the store.
 type user struct {
 	ID        int64
@@ -196,9 +200,6 @@ func dbPath(dsn string) string {
 // ride in the DSN so that every pooled connection gets them; busy_timeout
 // comes first so the others wait for a lock rather than fail.
 func sqliteDSN(dsn string, readOnly bool) string {
-	if !strings.HasPrefix(dsn, "file:") {
-		dsn = "file:" + (&url.URL{Path: dsn}).EscapedPath()
-	}
 	params := []string{
 		"_pragma=busy_timeout(5000)",
 		"_pragma=journal_mode(WAL)",
@@ -209,6 +210,14 @@ func sqliteDSN(dsn string, readOnly bool) string {
 		params = append(params, "_pragma=query_only(1)")
 	} else {
 		params = append(params, "_txlock=immediate")
+	}
+	return sqliteURI(dsn, params...)
+}
+
+// sqliteURI returns a path or file: URI as a file: URI with params added.
+func sqliteURI(dsn string, params ...string) string {
+	if !strings.HasPrefix(dsn, "file:") {
+		dsn = "file:" + (&url.URL{Path: dsn}).EscapedPath()
 	}
 	sep := "?"
 	if strings.Contains(dsn, "?") {
@@ -241,6 +250,48 @@ func createPrivate(dsn string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// vacuumInto writes a consistent copy of the SQLite database dsn, as one
+// read transaction sees it, into the file dest, which must be absent or
+// empty, with VACUUM INTO; in WAL mode the database's writers carry on
+// meanwhile. The database is opened with mode=rw, which never creates it.
+// (mode=ro would do, but a read-only connection to a WAL database that no
+// one else has open creates its -wal and -shm files and cannot remove them.)
+// The copy is compacted and in rollback-journal mode; dest is not synced.
+func vacuumInto(ctx context.Context, dsn, dest string) error {
+	db, err := sql.Open("sqlite", sqliteURI(dsn, "mode=rw", "_pragma=busy_timeout(5000)"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, dest); err != nil {
+		return err
+	}
+	return db.Close()
+}
+
+// checkCopy runs SQLite's integrity check on the database file path, which
+// nothing else may be using, and counts its users and books. It opens the
+// file read-only and immutable: no locks, and no -wal or -shm file beside it.
+func checkCopy(ctx context.Context, path string) (users, books int, err error) {
+	db, err := sql.Open("sqlite", sqliteURI(path, "mode=ro", "immutable=1"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer db.Close()
+	var result string
+	if err := db.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&result); err != nil {
+		return 0, 0, fmt.Errorf("integrity check: %w", err)
+	}
+	if result != "ok" {
+		return 0, 0, fmt.Errorf("integrity check: %s", result)
+	}
+	err = db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM books)`).Scan(&users, &books)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count users and books: %w", err)
+	}
+	return users, books, db.Close()
 }
 
 // openStore opens the database at dsn, a postgres:// URL or a SQLite file,
@@ -304,7 +355,8 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	n := maxConns
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	st := &store{w: w, r: r, read: &reader{db: r, detach: true}, writes: make(chan *writeJob, maxGroup), writerDone: make(chan struct{})}
+	st := &store{w: w, r: r, read: &reader{db: r, detach: true}, writes: make(chan *writeJob, maxGroup), writerDone: make(chan struct{}),
+		groupSizes: newHistogram(groupBuckets[:]...)}
 	go st.writer()
 	return st, nil
 }
@@ -323,6 +375,21 @@ func (st *store) setLockTimeout(ctx context.Context, d time.Duration) error {
 		return fmt.Errorf("set lock timeout: %w", classify(err))
 	}
 	return nil
+}
+
+// pool is one of the store's connection pools, named for metrics.
+type pool struct {
+	name string
+	db   *sql.DB
+}
+
+// pools returns the store's connection pools: SQLite's writer and readers,
+// or PostgreSQL's one pool, which serves both.
+func (st *store) pools() []pool {
+	if st.w == st.r {
+		return []pool{{"shared", st.w}}
+	}
+	return []pool{{"write", st.w}, {"read", st.r}}
 }
 
 // close checkpoints the WAL into the main file and closes both pools. On
@@ -511,6 +578,7 @@ func (st *store) writer() {
 		// Jobs whose callers stopped waiting are dropped, unrun.
 		group = slices.DeleteFunc(group, func(j *writeJob) bool { return !j.state.CompareAndSwap(jobQueued, jobStarted) })
 		if len(group) > 0 {
+			st.groupSizes.observe(int64(len(group)))
 			st.commitGroup(group)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -938,6 +939,52 @@ func TestStoreListingQueriesUseIndexes(t *testing.T) {
 // writer groups them, and checks that each job's changes are all there or
 // not at all: a job that fails after writing leaves no trace, and its
 // failure does not touch the jobs it shared a commit with.
+// TestGroupCommitSizes checks the histogram of the writer's group sizes: a
+// job holds the writer while ten more queue behind it, which makes one group
+// of 1 and then one of 10.
+func TestGroupCommitSizes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	if n := st.groupSizes.count(); n != 0 {
+		t.Fatalf("groups committed by a new store: %d, want 0", n)
+	}
+	held, release := make(chan struct{}), make(chan struct{})
+	const queued = 10
+	errs := make(chan error, queued+1)
+	go func() {
+		errs <- st.tx(ctx, func(context.Context, *sql.Tx) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	select {
+	case <-held:
+	case err := <-errs:
+		t.Fatalf("holding job: %v, want it to run", err)
+	}
+	for range queued {
+		go func() { errs <- st.tx(ctx, func(context.Context, *sql.Tx) error { return nil }) }()
+	}
+	pollUntil(t, 10*time.Second, "ten jobs queued behind the writer", func() bool { return len(st.writes) == queued })
+	close(release)
+	for range queued + 1 {
+		if err := <-errs; err != nil {
+			t.Errorf("job: %v", err)
+		}
+	}
+	// Bounds 1, 2, 4, 8, 16, ...: the group of 1 is at most 1, the group of
+	// 10 at most 16.
+	want := []int64{1, 1, 1, 1, 2, 2, 2, 2, 2, 2}
+	if got := st.groupSizes.cumulative(); !slices.Equal(got, want) {
+		t.Errorf("group sizes, cumulative by bound %v then in all: %v, want %v", groupBuckets, got, want)
+	}
+	if sum := st.groupSizes.sum.Load(); sum != queued+1 {
+		t.Errorf("group sizes sum to %d, want %d", sum, queued+1)
+	}
+}
+
 func TestGroupCommitIsolatesJobs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
