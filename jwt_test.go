@@ -186,7 +186,9 @@ func TestVerifyRFC7515A1(t *testing.T) {
 		t.Fatalf("decode RFC 7515 A.1 key: %v", err)
 	}
 	// The example header has no kid, and verify looks such a header up as kid "".
-	kr := keyring{verify: []key{{id: "", secret: rawKey}}}
+	k := newKey(rawKey)
+	k.id, k.header = "", ""
+	kr := keyring{verify: []key{k}}
 
 	t.Run("before exp", func(t *testing.T) {
 		t.Parallel()
@@ -811,67 +813,6 @@ func BenchmarkSign(b *testing.B) {
 	for b.Loop() {
 		if _, err := sign(c, k); err != nil {
 			b.Fatalf("sign: %v", err)
-		}
-	}
-}
-
-// TestVerifyAllocs pins the cost of verifying a token sign produced, which
-// every authenticated request pays: at most 3 allocations, whatever its size.
-// It is not parallel because AllocsPerRun counts every goroutine's allocations.
-func TestVerifyAllocs(t *testing.T) {
-	kr := newKeyring([]byte(jwtSecret), []byte(jwtOldSecret))
-	id := "0b9f6c1e-3f7a-4a43-9d55-8a1d1f2b7c10"
-	now := jwtNow.Unix()
-	typical := claims{Issuer: jwtIssuer, Subject: id, PublicID: id, SessionID: "Yx3n0rB1q8yD2cVw6k5Zs4JfHt7LmP9a", IssuedAt: now, ExpiresAt: now + 900, ID: id}
-	big := strings.Repeat("é<x>", 100) // a token of about 4 KiB, too big for the stack buffer
-	for _, tc := range []struct {
-		name string
-		k    key
-		c    claims
-	}{
-		{"typical", kr.current, typical},
-		{"previous key", kr.verify[1], typical},
-		{"empty strings", kr.current, claims{Issuer: jwtIssuer, ExpiresAt: now + 1}},
-		{"JSON and HTML specials", kr.current, claims{
-			Issuer: jwtIssuer, Subject: `"quoted" \back\slash <script>&amp;`, PublicID: "\u2028\u2029\t\n\x00\x7f\ufffd",
-			SessionID: "é ß 日本 😀", IssuedAt: now - 3600, ExpiresAt: now + 60, ID: "jti/+=.",
-		}},
-		{"token of 4 KiB", kr.current, claims{Issuer: jwtIssuer, Subject: big, PublicID: big, SessionID: "s", IssuedAt: now, ExpiresAt: now + 900, ID: "j"}},
-	} {
-		tok, err := sign(tc.c, tc.k)
-		if err != nil {
-			t.Fatalf("sign(%s): %v", tc.name, err)
-		}
-		if len(tok) > maxTokenLen {
-			t.Fatalf("sign(%s): token of %d bytes, want at most %d", tc.name, len(tok), maxTokenLen)
-		}
-		var got claims
-		var verr error
-		allocs := testing.AllocsPerRun(100, func() { got, verr = verify(tok, kr, jwtIssuer, jwtNow) })
-		if verr != nil || got != tc.c {
-			t.Fatalf("verify(sign(%s)) = %+v, %v; want %+v", tc.name, got, verr, tc.c)
-		}
-		t.Logf("verify(sign(%s)): %d-byte token, %v allocations", tc.name, len(tok), allocs)
-		if allocs > 3 {
-			t.Errorf("verify(sign(%s)): %v allocations, want at most 3", tc.name, allocs)
-		}
-	}
-}
-
-// TestHMACSHA256 checks verify's allocation-free HMAC against crypto/hmac for
-// keys shorter than, as long as and longer than a block, and messages across
-// block boundaries.
-func TestHMACSHA256(t *testing.T) {
-	t.Parallel()
-	msg := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz.-_", 30)
-	for _, keyLen := range []int{0, 1, 31, 32, 55, 63, 64, 65, 100, 128, 129, 200} {
-		secret := []byte(strings.Repeat("k", keyLen))
-		for _, msgLen := range []int{0, 1, 55, 56, 63, 64, 65, 119, 120, 255, 256, 257, 511, 512, 513, len(msg)} {
-			mac := hmac.New(sha256.New, secret)
-			mac.Write([]byte(msg[:msgLen]))
-			if got := hmacSHA256(secret, msg[:msgLen]); !bytes.Equal(got[:], mac.Sum(nil)) {
-				t.Errorf("hmacSHA256(%d-byte key, %d-byte message) = %x, want %x", keyLen, msgLen, got, mac.Sum(nil))
-			}
 		}
 	}
 }
