@@ -874,7 +874,7 @@ func TestTokenDecorator(t *testing.T) {
 		}, invalid},
 		{"another secret under the server's kid", func(t *testing.T, _ *testServer, tok string) []string {
 			k := newKey([]byte(authOtherSecret))
-			k.id, k.header = serverKey.id, serverKey.header
+			k.id = serverKey.id
 			return bearer(authResign(t, tok, k, func(*claims) {}))
 		}, invalid},
 		{"another issuer", func(t *testing.T, _ *testServer, tok string) []string {
