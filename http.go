@@ -119,13 +119,13 @@ func (s *server) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	if ae.retryAfter > 0 {
 		w.Header().Set("Retry-After", fmt.Sprint(ae.retryAfter))
 	}
-	// Every error body has this one shape, written by hand: refusals (bad
-	// tokens above all) are frequent enough that reflection would show.
-	body := append(make([]byte, 0, 32+len(ae.msg)+len(ae.code)), `{"message":`...)
-	body = appendJSONString(body, ae.msg)
-	body = append(body, `,"error":`...)
-	body = appendJSONString(body, ae.code)
-	writeBody(w, ae.status, append(body, "}\n"...))
+	writeJSON(w, ae.status, errorBody{Message: ae.msg, Error: ae.code})
+}
+
+// errorBody is the one shape of every error answer.
+type errorBody struct {
+	Message string `json:"message"`
+	Error   string `json:"error"`
 }
 
 // writeJSON writes v as the response body with the given status. Headers are
