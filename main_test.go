@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -991,23 +990,5 @@ func TestRunVersion(t *testing.T) {
 	out, err := runCLI(t, "", "version")
 	if err != nil || !strings.HasPrefix(out, "bookapi") {
 		t.Errorf("run(version) = %q, %v; want a line starting bookapi", out, err)
-	}
-}
-
-// TestTuneGC is not parallel: GOGC is the whole process's.
-func TestTuneGC(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	if !tuneGC(func(string) string { return "" }) {
-		t.Errorf("tuneGC with GOGC unset = false, want true")
-	}
-	if got := debug.SetGCPercent(100); got != gcPercent {
-		t.Errorf("GOGC after tuneGC with GOGC unset = %d, want %d", got, gcPercent)
-	}
-	env := func(k string) string { return map[string]string{"GOGC": "50"}[k] }
-	if tuneGC(env) {
-		t.Errorf("tuneGC with GOGC=50 = true, want false")
-	}
-	if got := debug.SetGCPercent(100); got != 100 {
-		t.Errorf("GOGC after tuneGC with GOGC=50 set = %d, want it left at 100", got)
 	}
 }
