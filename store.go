@@ -598,23 +598,8 @@ type scanner interface{ Scan(...any) error }
 
 func scanUser(sc scanner, extra ...any) (user, error) {
 	var u user
-	err := sc.Scan(append([]any{(*intCol)(&u.ID), &u.PublicID, &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt)}, extra...)...)
+	err := sc.Scan(append([]any{&u.ID, &u.PublicID, &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt)}, extra...)...)
 	return u, err
-}
-
-// intCol scans an integer column straight into an int64. Both drivers hand
-// integers over as int64, which database/sql would otherwise assign through
-// reflection: a cost every row of a list pays once per integer column.
-type intCol int64
-
-// Scan implements sql.Scanner.
-func (n *intCol) Scan(src any) error {
-	v, ok := src.(int64)
-	if !ok {
-		return fmt.Errorf("scan integer column: got %T", src)
-	}
-	*n = intCol(v)
-	return nil
 }
 
 // unixCol scans a column of unix seconds into a UTC time.Time.
@@ -622,29 +607,11 @@ type unixCol time.Time
 
 // Scan implements sql.Scanner.
 func (t *unixCol) Scan(src any) error {
-	var n intCol
-	if err := n.Scan(src); err != nil {
-		return err
+	n, ok := src.(int64)
+	if !ok {
+		return fmt.Errorf("scan unix time: got %T", src)
 	}
-	*t = unixCol(fromUnix(int64(n)))
-	return nil
-}
-
-// textCol scans a nullable text column, NULL as "".
-type textCol string
-
-// Scan implements sql.Scanner.
-func (s *textCol) Scan(src any) error {
-	switch v := src.(type) {
-	case nil:
-		*s = ""
-	case string:
-		*s = textCol(v)
-	case []byte:
-		*s = textCol(v)
-	default:
-		return fmt.Errorf("scan text column: got %T", src)
-	}
+	*t = unixCol(fromUnix(n))
 	return nil
 }
 
@@ -705,7 +672,7 @@ func (st *store) sessionUser(ctx context.Context, sid, publicID string, now time
 	err := st.read.QueryRowContext(ctx,
 		`SELECT u.id, u.username, u.admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
 		 WHERE s.id = ? AND u.public_id = ? AND s.expires_at > ?`,
-		sid, publicID, unix(now)).Scan((*intCol)(&u.ID), &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt))
+		sid, publicID, unix(now)).Scan(&u.ID, &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt))
 	if err != nil {
 		return user{}, fmt.Errorf("session user: %w", classify(err))
 	}
@@ -820,13 +787,12 @@ func (st *store) deleteUser(ctx context.Context, publicID string) (int64, error)
 	return sessions, nil
 }
 
-const bookColumns = `b.id, b.title, b.author, b.isbn, u.username, b.created_at, b.updated_at`
+const bookColumns = `b.id, b.title, b.author, COALESCE(b.isbn, ''), u.username, b.created_at, b.updated_at`
 
 // bookDest returns the scan destinations of bookColumns into b. A list
 // scans every row into the same b through one dest.
 func bookDest(b *book) []any {
-	return []any{(*intCol)(&b.ID), &b.Title, &b.Author, (*textCol)(&b.ISBN), &b.Owner,
-		(*unixCol)(&b.CreatedAt), (*unixCol)(&b.UpdatedAt)}
+	return []any{&b.ID, &b.Title, &b.Author, &b.ISBN, &b.Owner, (*unixCol)(&b.CreatedAt), (*unixCol)(&b.UpdatedAt)}
 }
 
 func scanBook(sc scanner) (book, error) {
