@@ -176,8 +176,7 @@ func (f *flags) parse(args []string, getenv func(string) string) error {
 // SQLite, enough readers that concurrent requests rarely wait for one (see
 // openStore). On PostgreSQL, pgxpool's default: every connection there can
 // run a SERIALIZABLE write, and more of them at once mean more aborted and
-// retried transactions (64 concurrent writers on a pool of 16 ran out of
-// retries about once in five runs).
+// retried transactions, up to running out of retries.
 func defaultMaxConns(db string) int {
 	if isPostgres(db) {
 		return max(4, runtime.NumCPU())

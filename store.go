@@ -270,9 +270,8 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	// Reads are CPU work on pages in memory, yet more readers than cores
 	// pay: a request waiting for a free connection parks and is woken, and
 	// a read that starts while another holds the WAL read lock shares that
-	// lock instead of taking it with a system call. With 16 readers rather
-	// than 2, an authenticated empty list served about 20% more requests
-	// per second at 64 connections on 2 cores (bench/run.sh's list-empty).
+	// lock instead of taking it with a system call (bench/run.sh's
+	// list-empty measures it).
 	n := maxConns
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
@@ -999,9 +998,9 @@ func (st *store) listBooks(ctx context.Context, f bookFilter) ([]book, error) {
 // appendBooks appends to dst the page f describes, up to f.Limit books in id
 // order after f.After, as answers write them and separated by commas. last
 // is the id of the page's last book, and more reports whether any book
-// follows it. It reads each book's doc, one column, and copies it as it is:
-// a page of 100 costs less than half of what reading the columns and
-// writing the JSON does. A page with a book whose doc is missing is read
+// follows it. It reads each book's doc, one column, and copies it as it is,
+// which costs much less than reading the columns and writing the JSON
+// (BenchmarkAPI's list-100). A page with a book whose doc is missing is read
 // again from the columns, so every page comes whole from one snapshot.
 func (st *store) appendBooks(ctx context.Context, dst []byte, f bookFilter) (_ []byte, last int64, more bool, err error) {
 	start := len(dst)
