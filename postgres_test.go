@@ -217,6 +217,7 @@ func sqliteOnlyTests() map[string]string {
 		"TestRunSecretFile":                     "the secret file beside a SQLite database; PostgreSQL requires SECRET_KEY",
 		"TestRunTokenTTLPrecedence":             noDB,
 		"TestRunRefusesBadConfiguration":        noDB,
+		"TestRunAppliesSettings":                noDB,
 		"TestRunHelpPrintsUsage":                noDB,
 		"TestRunJSONLogs":                       logs,
 		"TestRunVersion":                        noDB,
