@@ -725,6 +725,7 @@ func TestVerifyAcceptsEdges(t *testing.T) {
 
 // jwtFuzzTokens deterministically signs fixed claims with two fixed keys and
 // returns the keyring holding both keys and every token mapped to its claims.
+// Some of the claims are not acceptable at jwtNow (jwtAcceptable).
 func jwtFuzzTokens(tb testing.TB) (keyring, map[string]claims) {
 	tb.Helper()
 	kr := newKeyring([]byte(jwtSecret), []byte(jwtOldSecret))
@@ -749,8 +750,16 @@ func jwtFuzzTokens(tb testing.TB) (keyring, map[string]claims) {
 	return kr, tokens
 }
 
-// FuzzVerify checks that verify never panics and accepts only tokens, byte for
-// byte, that sign produced with a configured key, returning their claims.
+// jwtAcceptable reports whether verify must accept a token sign produced for
+// c with a configured key at jwtNow: the issuer is jwtIssuer, jwtNow is
+// before exp, and iat is at most clockSkew ahead.
+func jwtAcceptable(c claims) bool {
+	return c.Issuer == jwtIssuer && jwtNow.Unix() < c.ExpiresAt && c.IssuedAt <= jwtNow.Add(clockSkew).Unix()
+}
+
+// FuzzVerify checks that verify never panics, accepts only tokens, byte for
+// byte, that sign produced with a configured key for acceptable claims, and
+// accepts each of those with its claims.
 func FuzzVerify(f *testing.F) {
 	kr, tokens := jwtFuzzTokens(f)
 	none := jwtB64(`{"alg":"none","typ":"JWT","kid":"` + kr.current.id + `"}`)
@@ -774,21 +783,20 @@ func FuzzVerify(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, token string) {
 		c, err := verify(token, kr, jwtIssuer, jwtNow)
-		if err != nil {
-			if !errors.Is(err, errToken) {
-				t.Fatalf("verify(%q): err = %v, want errToken", token, err)
-			}
-			if c != (claims{}) {
-				t.Fatalf("verify(%q): claims = %+v with an error, want zero claims", token, c)
-			}
-			return
-		}
-		want, ok := tokens[token]
-		if !ok {
+		want, signed := tokens[token]
+		switch {
+		case err == nil && !signed:
 			t.Fatalf("verify(%q): err = nil, want errToken (not a token sign produced)", token)
-		}
-		if c != want {
+		case err == nil && !jwtAcceptable(want):
+			t.Fatalf("verify(%q): err = nil for claims %+v, want errToken (expired, wrong issuer or issued ahead)", token, want)
+		case err == nil && c != want:
 			t.Fatalf("verify(%q): claims = %+v, want %+v", token, c, want)
+		case err != nil && signed && jwtAcceptable(want):
+			t.Fatalf("verify(%q) of claims %+v signed with a configured key: %v, want them accepted", token, want, err)
+		case err != nil && !errors.Is(err, errToken):
+			t.Fatalf("verify(%q): err = %v, want errToken", token, err)
+		case err != nil && c != (claims{}):
+			t.Fatalf("verify(%q): claims = %+v with an error, want zero claims", token, c)
 		}
 	})
 }
