@@ -210,6 +210,7 @@ func sqliteOnlyTests() map[string]string {
 		"TestCrashKeepsAcknowledgedWrites":      file,
 		"TestShutdownUnderLoad":                 file,
 		"TestFullDiskAnswers503AndRecovers":     file,
+		"TestFullDatabaseAnswers503AndRecovers": sqlite,
 		"TestReadOnlyDatabaseAnswers503":        file,
 		"TestLockedDatabaseKeepsDeadline":       file,
 		"TestStartRefusesUnusableDatabase":      file,
