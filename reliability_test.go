@@ -919,13 +919,22 @@ func TestFullDiskAnswers503AndRecovers(t *testing.T) {
 	}
 	ts.signup(t, "bob", "password-of-bob")
 	ts.login(t, "alice", "password-of-alice")
+	wantCleanRecovery(t, ts, "full disk")
+}
+
+// wantCleanRecovery checks, once a server whose database refused writes has
+// taken them again, that the file is intact and that the log named the
+// refusals (the cause, such as "full disk") as the database being
+// unavailable, with no errors.
+func wantCleanRecovery(t *testing.T, ts *testServer, cause string) {
+	t.Helper()
 	var check string
 	if err := ts.s.db.r.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
 		t.Errorf("PRAGMA integrity_check after recovery: %q, %v; want ok", check, err)
 	}
 	logs := ts.logs.String()
 	if !strings.Contains(logs, "database unavailable") || strings.Contains(logs, "level=ERROR") {
-		t.Errorf("log: want the full disk logged as database unavailable, and no errors:\n%s", logs)
+		t.Errorf("log: want the %s logged as database unavailable, and no errors:\n%s", cause, logs)
 	}
 }
 
@@ -1015,14 +1024,7 @@ func TestFullDatabaseAnswers503AndRecovers(t *testing.T) {
 	if r := ts.do(t, "POST", "/bookapi/books", bookOf(full+1), bearer(tok)...); r.status != http.StatusCreated {
 		t.Errorf("POST /bookapi/books of another book once the limit is raised: status = %d, want 201", r.status)
 	}
-	var check string
-	if err := ts.s.db.r.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
-		t.Errorf("PRAGMA integrity_check after recovery: %q, %v; want ok", check, err)
-	}
-	logs := ts.logs.String()
-	if !strings.Contains(logs, "database unavailable") || strings.Contains(logs, "level=ERROR") {
-		t.Errorf("log: want the full database logged as database unavailable, and no errors:\n%s", logs)
-	}
+	wantCleanRecovery(t, ts, "full database")
 }
 
 func TestReadOnlyDatabaseAnswers503(t *testing.T) {
