@@ -1619,18 +1619,6 @@ func (bs *benchServer) serve(b *testing.B, method, path, body string, want int) 
 	return w.Body.Bytes()
 }
 
-// bookResponse is the reference encoding of a book: appendBook must write
-// what encoding/json writes for it.
-type bookResponse struct {
-	ID        int64  `json:"id"`
-	Title     string `json:"title"`
-	Author    string `json:"author"`
-	ISBN      string `json:"isbn,omitempty"`
-	Owner     string `json:"owner"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
-}
-
 func TestAppendBook(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 11, 27, 16, 20, 11, 999, time.UTC)
@@ -1642,8 +1630,7 @@ func TestAppendBook(t *testing.T) {
 			CreatedAt: at.In(zone), UpdatedAt: time.Unix(0, 0).UTC()},
 		{ID: 8, Title: "ctl \x00\x1f\t\n", Author: "bad \xff utf-8", Owner: "o", CreatedAt: at, UpdatedAt: at},
 	} {
-		want, err := json.Marshal(bookResponse{ID: b.ID, Title: b.Title, Author: b.Author, ISBN: b.ISBN, Owner: b.Owner,
-			CreatedAt: timestamp(b.CreatedAt), UpdatedAt: timestamp(b.UpdatedAt)})
+		want, err := json.Marshal(newBookResponse(b))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
-	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -42,8 +44,8 @@ func tokenErr(format string, a ...any) error {
 // key is one HS256 secret and the id tokens name it by.
 type key struct {
 	id     string
-	secret []byte
-	header string // base64url of the JOSE header this key signs with
+	header string     // base64url of the JOSE header this key signs with
+	macs   *sync.Pool // crypto/hmac hashes keyed with the secret, reset after each use
 }
 
 // newKey derives the key id from the secret with a one-way function, so the
@@ -52,12 +54,26 @@ func newKey(secret []byte) key {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte("bookapi key id"))
 	id := base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:9])
-	hdr, _ := json.Marshal(struct {
+	header, _ := json.Marshal(struct {
 		Alg string `json:"alg"`
 		Typ string `json:"typ"`
 		Kid string `json:"kid"`
 	}{"HS256", "JWT", id})
-	return key{id: id, secret: secret, header: base64.RawURLEncoding.EncodeToString(hdr)}
+	return key{
+		id:     id,
+		header: b64.EncodeToString(header),
+		macs:   &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }},
+	}
+}
+
+// mac returns the HMAC-SHA256 of msg under k's secret.
+func (k key) mac(msg string) []byte {
+	h := k.macs.Get().(hash.Hash)
+	io.WriteString(h, msg)
+	sum := h.Sum(nil)
+	h.Reset()
+	k.macs.Put(h)
+	return sum
 }
 
 // keyring is the signing key plus older keys that only verify.
@@ -104,30 +120,21 @@ func sign(c claims, k key) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sign: %w", err)
 	}
-	n := len(k.header) + 1 + base64.RawURLEncoding.EncodedLen(len(payload))
-	buf := make([]byte, 0, n+1+base64.RawURLEncoding.EncodedLen(sha256.Size))
-	buf = append(buf, k.header...)
-	buf = append(buf, '.')
-	buf = base64.RawURLEncoding.AppendEncode(buf, payload)
-	mac := hmac.New(sha256.New, k.secret)
-	mac.Write(buf)
-	buf = append(buf, '.')
-	buf = base64.RawURLEncoding.AppendEncode(buf, mac.Sum(nil))
-	return string(buf), nil
+	input := k.header + "." + b64.EncodeToString(payload)
+	return input + "." + b64.EncodeToString(k.mac(input)), nil
 }
 
 // verify checks a compact JWS against the keyring and returns its claims.
 // The signature is checked over the bytes exactly as received, in constant
 // time, before any claim is read. The header must name HS256 and a known key;
 // the payload must carry a numeric exp after now, iss equal to issuer, and
-// nbf and iat (when present) no more than clockSkew in the future.
+// nbf and iat (when present) no more than clockSkew in the future. Header and
+// payload must each be one JSON object in valid UTF-8 with no member given
+// twice (checkObject), and members are matched by their exact decoded names.
 //
-// Every request runs it, so a token sign produced costs one allocation, the
-// string its claims share (two if its payload is over 512 bytes): its header
-// is recognised by its bytes, the HMAC and the decoded payload live on the
-// stack, and flatClaims reads the payload in place. Any other token takes the
-// general path, which allocates freely but is exactly as strict.
-// TestVerifyAllocs holds it to at most 3.
+// Every authenticated request runs it, so a token sign produced takes a
+// shorter way to the same answer: its header is recognised by its bytes, and
+// flatClaims reads its payload without encoding/json.
 func verify(token string, kr keyring, issuer string, now time.Time) (claims, error) {
 	if len(token) > maxTokenLen {
 		return claims{}, tokenErr("longer than %d bytes", maxTokenLen)
@@ -154,43 +161,26 @@ func verify(token string, kr keyring, issuer string, now time.Time) (claims, err
 	if !ok {
 		return claims{}, tokenErr("unknown kid")
 	}
-
-	// Only the one canonical 43-character spelling of 32 bytes can match,
-	// and Decode needs room for what it writes.
-	var sig [sha256.Size]byte
-	if len(sigSeg) != b64.EncodedLen(len(sig)) {
-		return claims{}, tokenErr("signature: want %d characters", b64.EncodedLen(len(sig)))
-	}
-	if _, err := b64.Decode(sig[:], []byte(sigSeg)); err != nil {
+	// Strict decoding admits only the one canonical spelling of 32 bytes.
+	sig, err := b64.DecodeString(sigSeg)
+	if err != nil {
 		return claims{}, tokenErr("signature: %v", err)
 	}
-	mac := hmacSHA256(k.secret, token[:second])
-	if !hmac.Equal(sig[:], mac[:]) {
+	if len(sig) != sha256.Size || !hmac.Equal(sig, k.mac(token[:second])) {
 		return claims{}, tokenErr("bad signature")
 	}
 
-	// One buffer holds the decoded payload and, after it, the decoded string
-	// claims, which never outgrow the payload they come from. Tokens of
-	// ordinary size fit the stack array; larger ones cost one allocation.
-	var stack [1024]byte
-	buf := stack[:]
-	if need := 2 * b64.DecodedLen(len(payloadSeg)); need > len(buf) {
-		buf = make([]byte, need)
-	}
-	n, err := b64.Decode(buf[:len(buf)/2], []byte(payloadSeg))
+	payload, err := b64.DecodeString(payloadSeg)
 	if err != nil {
 		return claims{}, tokenErr("payload: %v", err)
 	}
-	payload, strs := buf[:n], buf[n:n]
 	raw, ok := flatClaims(payload)
 	if !ok {
-		// A copy, so that the general path's JSON decoding, which keeps
-		// what it is given, does not move the stack buffer to the heap.
-		if raw, err = parseClaims(bytes.Clone(payload)); err != nil {
+		if raw, err = parseClaims(payload); err != nil {
 			return claims{}, tokenErr("payload: %v", err)
 		}
 	}
-	return readClaims(raw, strs, issuer, now)
+	return readClaims(raw, issuer, now)
 }
 
 // headerKid checks the header segment and returns the key id it names.
@@ -203,70 +193,21 @@ func headerKid(seg string, kr keyring) (string, error) {
 			return k.id, nil
 		}
 	}
-	header, err := decodeSegment(seg)
+	h, err := decodeSegment(seg)
 	if err != nil {
 		return "", tokenErr("header: %v", err)
 	}
-	// Members are read by exact name: encoding/json alone would let "ALG"
-	// or "EXP" stand in for "alg" and "exp".
-	var h map[string]json.RawMessage
-	if err := json.Unmarshal(header, &h); err != nil {
-		return "", tokenErr("header: %v", err)
-	}
-	var alg string
-	if json.Unmarshal(h["alg"], &alg) != nil || alg != "HS256" {
+	if alg, ok := unquote(h["alg"]); !ok || alg != "HS256" {
 		return "", tokenErr("alg is not HS256")
 	}
 	if _, ok := h["crit"]; ok {
 		return "", tokenErr("crit header is not supported")
 	}
-	kid := ""
-	if raw, ok := h["kid"]; ok {
-		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &kid) != nil {
-			return "", tokenErr("kid is not a string")
-		}
+	kid, ok := unquote(h["kid"])
+	if _, present := h["kid"]; present && !ok {
+		return "", tokenErr("kid is not a string")
 	}
 	return kid, nil
-}
-
-// hmacSHA256 returns HMAC-SHA256 (RFC 2104) of msg under secret. crypto/hmac
-// keeps its state on the heap, eight allocations per token; here both digests
-// stay on the stack, because the compiler sees through sha256.New to its
-// concrete type (TestVerifyAllocs notices if it ever stops). sign keeps using
-// crypto/hmac, so every test that verifies a signed token checks this
-// function against it, as TestHMACSHA256 does directly.
-func hmacSHA256(secret []byte, msg string) [sha256.Size]byte {
-	// K0: the secret, hashed if longer than a block, zero-padded to a block.
-	var pad [sha256.BlockSize]byte
-	if len(secret) > len(pad) {
-		sum := sha256.Sum256(secret)
-		copy(pad[:], sum[:])
-	} else {
-		copy(pad[:], secret)
-	}
-	for i := range pad {
-		pad[i] ^= 0x36 // ipad
-	}
-	inner := sha256.New()
-	inner.Write(pad[:])
-	// Copied through a small array in pieces: []byte(msg) would copy the
-	// whole token to the heap.
-	var chunk [256]byte
-	for len(msg) > 0 {
-		n := copy(chunk[:], msg)
-		inner.Write(chunk[:n])
-		msg = msg[n:]
-	}
-	var sum [sha256.Size]byte
-	inner.Sum(sum[:0])
-	for i := range pad {
-		pad[i] ^= 0x36 ^ 0x5c // ipad off, opad on
-	}
-	outer := sha256.New()
-	outer.Write(pad[:])
-	outer.Write(sum[:])
-	outer.Sum(sum[:0])
-	return sum
 }
 
 // The payload members verify reads, as indices into a rawClaims.
@@ -287,8 +228,7 @@ var claimNames = [numClaims]string{"iss", "sub", "public_id", "sid", "jti", "exp
 
 // rawClaims holds the JSON text of each payload member verify reads, exactly
 // as it appears in the payload, indexed by claimIss and its kin; nil means the
-// member is absent. It is an array, not a struct of pointers to fill, so that
-// escape analysis can keep a stack payload on the stack.
+// member is absent.
 type rawClaims [numClaims][]byte
 
 // claimIndex returns the index in a rawClaims of the member with this decoded
@@ -305,7 +245,7 @@ func claimIndex(name []byte) int {
 // maxFlatMembers is the most members flatClaims reads; sign writes seven.
 const maxFlatMembers = 16
 
-// flatClaims reads, without allocating, a payload of the shape sign writes:
+// flatClaims reads in one pass, without encoding/json, a payload of the shape sign writes:
 // one JSON object of at most maxFlatMembers members, each with a name of
 // printable ASCII and no escapes, and a string, number, true, false or null
 // value. It reports false for anything else, valid or not (nested values,
@@ -483,41 +423,34 @@ func numberEnd(data []byte, i int) int {
 // their decoded names, exactly, so "\u0065xp" is exp.
 func parseClaims(payload []byte) (rawClaims, error) {
 	var r rawClaims
-	if err := checkObject(payload); err != nil {
+	members, err := objectMembers(payload)
+	if err != nil {
 		return r, err
 	}
-	var p map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return r, err
-	}
-	for name, raw := range p {
+	for name, raw := range members {
 		if c := claimIndex([]byte(name)); c >= 0 {
-			if len(raw) == 0 { // cannot happen, but present must not pass for absent
-				return rawClaims{}, fmt.Errorf("%s has no value", name)
-			}
 			r[c] = raw
 		}
 	}
 	return r, nil
 }
 
-// readClaims checks the members verify reads and returns the claims. The
-// string claims are decoded into buf, whose capacity should hold them all,
-// and become one string that they share: one allocation for all of them.
-func readClaims(r rawClaims, buf []byte, issuer string, now time.Time) (claims, error) {
-	// The string claims are decoded in this order, each ending at ends[i].
-	strClaims := [...]int{claimIss, claimSub, claimPublicID, claimSID, claimJTI}
-	var ends [len(strClaims)]int
-	for i, c := range strClaims {
-		if r[c] != nil {
-			var ok bool
-			if buf, ok = appendUnquoted(buf, r[c]); !ok {
-				return claims{}, tokenErr("%s is not a string", claimNames[c])
-			}
+// readClaims checks the members verify reads and returns the claims.
+func readClaims(r rawClaims, issuer string, now time.Time) (claims, error) {
+	var c claims
+	for _, m := range []struct {
+		claim int
+		dst   *string
+	}{{claimIss, &c.Issuer}, {claimSub, &c.Subject}, {claimPublicID, &c.PublicID}, {claimSID, &c.SessionID}, {claimJTI, &c.ID}} {
+		if r[m.claim] == nil {
+			continue
 		}
-		ends[i] = len(buf)
+		var ok bool
+		if *m.dst, ok = unquote(r[m.claim]); !ok {
+			return claims{}, tokenErr("%s is not a string", claimNames[m.claim])
+		}
 	}
-	if r[claimIss] == nil || string(buf[:ends[0]]) != issuer {
+	if r[claimIss] == nil || c.Issuer != issuer {
 		return claims{}, tokenErr("wrong issuer")
 	}
 	if r[claimExp] == nil {
@@ -531,6 +464,7 @@ func readClaims(r rawClaims, buf []byte, issuer string, now time.Time) (claims, 
 	if !now.Before(exp) {
 		return claims{}, tokenErr("expired")
 	}
+	c.ExpiresAt = exp.Unix()
 	if r[claimNbf] != nil {
 		nbf, err := numericDate(r[claimNbf])
 		if err != nil {
@@ -540,94 +474,31 @@ func readClaims(r rawClaims, buf []byte, issuer string, now time.Time) (claims, 
 			return claims{}, tokenErr("not yet valid")
 		}
 	}
-	var iat int64
 	if r[claimIat] != nil {
-		t, err := numericDate(r[claimIat])
+		iat, err := numericDate(r[claimIat])
 		if err != nil {
 			return claims{}, tokenErr("iat: %v", err)
 		}
-		if now.Add(clockSkew).Before(t) {
+		if now.Add(clockSkew).Before(iat) {
 			return claims{}, tokenErr("issued in the future")
 		}
-		iat = t.Unix()
+		c.IssuedAt = iat.Unix()
 	}
-	all := string(buf[ends[0]:])
-	at := func(i int) string { return all[ends[i-1]-ends[0] : ends[i]-ends[0]] }
-	return claims{
-		Issuer:    issuer, // equal to the decoded iss, and already a string
-		Subject:   at(1),
-		PublicID:  at(2),
-		SessionID: at(3),
-		IssuedAt:  iat,
-		ExpiresAt: exp.Unix(),
-		ID:        at(4),
-	}, nil
+	return c, nil
 }
 
-// appendUnquoted appends to dst the value of s, a JSON string literal with
-// its quotes, decoding escapes as encoding/json does. It reports false if s
-// is not a string or is malformed, including a lone UTF-16 surrogate, which
-// encoding/json would quietly turn into U+FFFD (checkObject refuses those
-// before this runs on the general path; flatClaims never passes one on).
-func appendUnquoted(dst, s []byte) ([]byte, bool) {
-	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
-		return dst, false
+// unquote returns the value of raw, a JSON string literal with its quotes
+// that checkObject or flatClaims has let through, and false if raw is not a
+// string (null included: encoding/json alone would let it pass for "").
+func unquote(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
 	}
-	s = s[1 : len(s)-1]
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case c == '"' || c < 0x20:
-			return dst, false
-		case c != '\\':
-			// Copy the run up to the next escape in one go.
-			j := i + 1
-			for j < len(s) && s[j] != '\\' && s[j] != '"' && s[j] >= 0x20 {
-				j++
-			}
-			dst = append(dst, s[i:j]...)
-			i = j
-			continue
-		case i+1 == len(s):
-			return dst, false
-		}
-		switch e := s[i+1]; e {
-		case '"', '\\', '/':
-			dst = append(dst, e)
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, ok := hex4(s, i+2)
-			if !ok {
-				return dst, false
-			}
-			if utf16.IsSurrogate(r) {
-				// Only a high surrogate escape followed by a low one is a rune.
-				if i+7 >= len(s) || s[i+6] != '\\' || s[i+7] != 'u' {
-					return dst, false
-				}
-				lo, ok := hex4(s, i+8)
-				if r = utf16.DecodeRune(r, lo); !ok || r == unicode.ReplacementChar {
-					return dst, false
-				}
-				i += 6
-			}
-			dst = utf8.AppendRune(dst, r)
-			i += 4
-		default:
-			return dst, false
-		}
-		i += 2
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true // nothing to decode
 	}
-	return dst, true
+	var s string
+	return s, json.Unmarshal(raw, &s) == nil
 }
 
 // isTokenByte reports whether c may appear in a compact JWS: base64url or '.'.
@@ -636,16 +507,28 @@ func isTokenByte(c byte) bool {
 }
 
 // decodeSegment decodes a canonical base64url segment that must hold one JSON
-// object, valid UTF-8, with no member repeated at any depth.
-func decodeSegment(seg string) ([]byte, error) {
+// object and returns its members (objectMembers).
+func decodeSegment(seg string) (map[string]json.RawMessage, error) {
 	data, err := b64.DecodeString(seg)
 	if err != nil {
 		return nil, err
 	}
+	return objectMembers(data)
+}
+
+// objectMembers returns the members of data, which must be one JSON object in
+// valid UTF-8 with no member repeated at any depth (checkObject), by their
+// decoded names: encoding/json alone would let "ALG" or "EXP" stand in for
+// "alg" and "exp", and a later "exp" override an earlier one.
+func objectMembers(data []byte) (map[string]json.RawMessage, error) {
 	if err := checkObject(data); err != nil {
 		return nil, err
 	}
-	return data, nil
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return nil, err
+	}
+	return obj, nil
 }
 
 // numericDate parses a JWT NumericDate: a JSON number (not a string) of
@@ -660,146 +543,4 @@ func numericDate(raw json.RawMessage) (time.Time, error) {
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)), nil
-}
-
-// checkObject reports whether data is exactly one JSON object in valid UTF-8,
-// with no member given twice in any object, no lone UTF-16 surrogate escapes
-// (encoding/json would silently turn them into U+FFFD), and nothing after it.
-// The token verifier uses it on a header or payload of at most 8 KiB.
-func checkObject(data []byte) error {
-	if err := checkJSONText(data); err != nil {
-		return err
-	}
-	return walkValue(json.NewDecoder(bytes.NewReader(data)), 0)
-}
-
-// checkJSONText reports whether data is one well-formed JSON object in valid
-// UTF-8, with no lone UTF-16 surrogate escapes and nothing after it. It
-// reads data once, allocating nothing for its members.
-func checkJSONText(data []byte) error {
-	if !utf8.Valid(data) {
-		return errors.New("not valid UTF-8")
-	}
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return errors.New("not a JSON object")
-	}
-	if err := checkEscapes(data); err != nil {
-		return err
-	}
-	if !json.Valid(data) {
-		// Decode again, only to say where and why.
-		var v json.RawMessage
-		err := json.Unmarshal(data, &v)
-		if err == nil {
-			err = errors.New("invalid")
-		}
-		return fmt.Errorf("malformed JSON: %v", err)
-	}
-	return nil
-}
-
-// maxDepth bounds nesting so hostile input cannot exhaust the stack.
-const maxDepth = 64
-
-// walkValue reads one JSON value from dec, refusing repeated object members.
-func walkValue(dec *json.Decoder, depth int) error {
-	if depth > maxDepth {
-		return errors.New("nested too deeply")
-	}
-	t, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("malformed JSON: %v", err)
-	}
-	d, ok := t.(json.Delim)
-	if !ok {
-		return nil
-	}
-	switch d {
-	case '{':
-		seen := map[string]bool{}
-		for dec.More() {
-			kt, err := dec.Token()
-			if err != nil {
-				return fmt.Errorf("malformed JSON: %v", err)
-			}
-			name, _ := kt.(string)
-			if seen[name] {
-				return fmt.Errorf("member %q given twice", name)
-			}
-			seen[name] = true
-			if err := walkValue(dec, depth+1); err != nil {
-				return err
-			}
-		}
-	case '[':
-		for dec.More() {
-			if err := walkValue(dec, depth+1); err != nil {
-				return err
-			}
-		}
-	default:
-		return errors.New("malformed JSON")
-	}
-	if _, err := dec.Token(); err != nil {
-		return fmt.Errorf("malformed JSON: %v", err)
-	}
-	return nil
-}
-
-// checkEscapes refuses \u escapes that encode a lone UTF-16 surrogate.
-func checkEscapes(data []byte) error {
-	inString := false
-	for i := 0; i < len(data); i++ {
-		c := data[i]
-		if !inString {
-			if c == '"' {
-				inString = true
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = false
-		case '\\':
-			if i+1 >= len(data) {
-				return nil // the JSON parser reports the truncation
-			}
-			if data[i+1] != 'u' {
-				i++
-				continue
-			}
-			r, ok := hex4(data, i+2)
-			if !ok {
-				return nil
-			}
-			i += 5
-			switch {
-			case r >= 0xD800 && r <= 0xDBFF:
-				if i+2 < len(data) && data[i+1] == '\\' && data[i+2] == 'u' {
-					if lo, ok := hex4(data, i+3); ok && lo >= 0xDC00 && lo <= 0xDFFF {
-						i += 6
-						continue
-					}
-				}
-				return errors.New("string holds a lone UTF-16 surrogate")
-			case r >= 0xDC00 && r <= 0xDFFF:
-				return errors.New("string holds a lone UTF-16 surrogate")
-			}
-		}
-	}
-	return nil
-}
-
-// hex4 returns the value of the four hex digits at data[at:], and false if
-// there are not four.
-func hex4(data []byte, at int) (rune, bool) {
-	if at+4 > len(data) {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(string(data[at:at+4]), 16, 32)
-	if err != nil {
-		return 0, false
-	}
-	return rune(v), true
 }

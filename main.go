@@ -471,24 +471,6 @@ func createSecret(path string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// gcPercent is the server's GOGC when its environment sets none. Its live
-// heap is a few MiB, so at Go's default of 100 the collector starts again
-// after every few MiB allocated: every few hundred lists of 100 books under
-// load. At 150 a list of 100 takes about 10% less time (BenchmarkAPI; 200
-// gains little more) and the Go runtime's memory under create and list load
-// stays where it is at 100 (17 MiB), where 200 took 21 MiB.
-const gcPercent = 150
-
-// tuneGC sets the collector's GOGC to gcPercent unless the environment
-// sets GOGC, and reports whether it did.
-func tuneGC(getenv func(string) string) bool {
-	if getenv("GOGC") != "" {
-		return false
-	}
-	debug.SetGCPercent(gcPercent)
-	return true
-}
-
 // serve runs the HTTP server until ctx is cancelled, then drains it. args
 // are its flags; cmdline is the whole command line, for the debug listener.
 func serve(ctx context.Context, cmdline, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -500,10 +482,7 @@ func serve(ctx context.Context, cmdline, args []string, getenv func(string) stri
 		return err
 	}
 	cfg.cmdline = cmdline
-	logs := newBatchWriter(stderr, batchDelay)
-	defer logs.flush() // registered first, so it runs after every other line
-	log := newLogger(cfg.logFormat, logs)
-	tuneGC(getenv)
+	log := newLogger(cfg.logFormat, stderr)
 
 	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns)
 	if err != nil {

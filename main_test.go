@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -598,6 +597,37 @@ func TestParseServePrecedence(t *testing.T) {
 			return ""
 		}},
 		{"secret env", nil, map[string]string{"SECRET_KEY": testSecret}, func(c config) string { return wantStr("secret", string(c.secret), testSecret) }},
+		{"cors-origins default", nil, nil, func(c config) string { return wantStr("corsOrigins", strings.Join(c.corsOrigins, ","), "") }},
+		{"cors-origins env", nil, map[string]string{"BOOKAPI_CORS_ORIGINS": "https://app.example.com, http://localhost:3000"}, func(c config) string {
+			return wantStr("corsOrigins", strings.Join(c.corsOrigins, ","), "https://app.example.com,http://localhost:3000")
+		}},
+		{"cors-origins flag beats env", []string{"-cors-origins", "*"}, map[string]string{"BOOKAPI_CORS_ORIGINS": "https://app.example.com"}, func(c config) string {
+			return wantStr("corsOrigins", strings.Join(c.corsOrigins, ","), "*")
+		}},
+		{"trust-proxy default", nil, nil, func(c config) string { return wantBool("trustProxy", c.trustProxy, false) }},
+		{"trust-proxy env", nil, map[string]string{"BOOKAPI_TRUST_PROXY": "true"}, func(c config) string { return wantBool("trustProxy", c.trustProxy, true) }},
+		{"trust-proxy flag beats env", []string{"-trust-proxy=false"}, map[string]string{"BOOKAPI_TRUST_PROXY": "true"}, func(c config) string { return wantBool("trustProxy", c.trustProxy, false) }},
+		{"login-max-failures default", nil, nil, func(c config) string { return wantInt("loginMaxFailures", c.loginMaxFailures, 5) }},
+		{"login-max-failures env", nil, map[string]string{"BOOKAPI_LOGIN_MAX_FAILURES": "3"}, func(c config) string { return wantInt("loginMaxFailures", c.loginMaxFailures, 3) }},
+		{"login-max-failures flag beats env", []string{"-login-max-failures", "4"}, map[string]string{"BOOKAPI_LOGIN_MAX_FAILURES": "3"}, func(c config) string { return wantInt("loginMaxFailures", c.loginMaxFailures, 4) }},
+		{"login-max-address-failures default", nil, nil, func(c config) string { return wantInt("loginMaxAddressFailures", c.loginMaxAddressFailures, 50) }},
+		{"login-max-address-failures env", nil, map[string]string{"BOOKAPI_LOGIN_MAX_ADDRESS_FAILURES": "20"}, func(c config) string {
+			return wantInt("loginMaxAddressFailures", c.loginMaxAddressFailures, 20)
+		}},
+		{"login-max-address-failures flag beats env", []string{"-login-max-address-failures", "30"}, map[string]string{"BOOKAPI_LOGIN_MAX_ADDRESS_FAILURES": "20"}, func(c config) string {
+			return wantInt("loginMaxAddressFailures", c.loginMaxAddressFailures, 30)
+		}},
+		{"login-window default", nil, nil, func(c config) string { return wantDur("loginWindow", c.loginWindow, 15*time.Minute) }},
+		{"login-window env", nil, map[string]string{"BOOKAPI_LOGIN_WINDOW": "1h"}, func(c config) string { return wantDur("loginWindow", c.loginWindow, time.Hour) }},
+		{"login-window flag beats env", []string{"-login-window", "2m"}, map[string]string{"BOOKAPI_LOGIN_WINDOW": "1h"}, func(c config) string { return wantDur("loginWindow", c.loginWindow, 2*time.Minute) }},
+		{"bcrypt-slots default", nil, nil, func(c config) string { return wantInt("hashSlots", c.hashSlots, 0) }},
+		{"bcrypt-slots env", nil, map[string]string{"BOOKAPI_BCRYPT_SLOTS": "3"}, func(c config) string { return wantInt("hashSlots", c.hashSlots, 3) }},
+		{"bcrypt-slots flag beats env", []string{"-bcrypt-slots", "2"}, map[string]string{"BOOKAPI_BCRYPT_SLOTS": "3"}, func(c config) string { return wantInt("hashSlots", c.hashSlots, 2) }},
+		{"db-timeout default", nil, nil, func(c config) string { return wantDur("dbTimeout", c.dbTimeout, 5*time.Second) }},
+		{"db-timeout env", nil, map[string]string{"BOOKAPI_DB_TIMEOUT": "250ms"}, func(c config) string { return wantDur("dbTimeout", c.dbTimeout, 250*time.Millisecond) }},
+		{"db-timeout flag beats env", []string{"-db-timeout", "2s"}, map[string]string{"BOOKAPI_DB_TIMEOUT": "250ms"}, func(c config) string { return wantDur("dbTimeout", c.dbTimeout, 2*time.Second) }},
+		{"debug-addr default", nil, nil, func(c config) string { return wantStr("debugAddr", c.debugAddr, "") }},
+		{"debug-addr env", nil, map[string]string{"BOOKAPI_DEBUG_ADDR": "127.0.0.1:6060"}, func(c config) string { return wantStr("debugAddr", c.debugAddr, "127.0.0.1:6060") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -625,6 +655,14 @@ func wantDur(name string, got, want time.Duration) string {
 func wantStr(name, got, want string) string {
 	if got != want {
 		return fmt.Sprintf("%s = %q, want %q", name, got, want)
+	}
+	return ""
+}
+
+// wantBool describes a wrong boolean setting, or returns "".
+func wantBool(name string, got, want bool) string {
+	if got != want {
+		return fmt.Sprintf("%s = %v, want %v", name, got, want)
 	}
 	return ""
 }
@@ -664,6 +702,58 @@ func TestRunTokenTTLPrecedence(t *testing.T) {
 			rs.stop(t)
 		})
 	}
+}
+
+// TestRunAppliesSettings starts bookapi through run with CORS, proxy and
+// login-limit settings from the environment and a flag, and checks that the
+// server it starts behaves by them, not by the defaults.
+func TestRunAppliesSettings(t *testing.T) {
+	t.Parallel()
+	const origin = "https://app.example.com"
+	env := map[string]string{
+		"SECRET_KEY":                 testSecret,
+		"BOOKAPI_CORS_ORIGINS":       origin,
+		"BOOKAPI_TRUST_PROXY":        "true",
+		"BOOKAPI_LOGIN_MAX_FAILURES": "2",
+	}
+	rs := startRun(t, filepath.Join(t.TempDir(), "settings.db"), env, "-login-max-address-failures", "3")
+
+	if r := rs.do(t, "GET", "/healthz", nil, "Origin", origin); r.header.Get("Access-Control-Allow-Origin") != origin {
+		t.Errorf("GET /healthz from %s: Access-Control-Allow-Origin = %q, want the origin (BOOKAPI_CORS_ORIGINS)", origin, r.header.Get("Access-Control-Allow-Origin"))
+	}
+
+	login := func(name, password, from string) int {
+		t.Helper()
+		return rs.do(t, "POST", "/login", map[string]string{"username": name, "password": password}, "X-Forwarded-For", from).status
+	}
+	if r := rs.do(t, "POST", "/signup", map[string]string{"username": "bob", "password": "password-of-bob"}); r.status != http.StatusCreated {
+		t.Fatalf("POST /signup bob: status = %d, want 201", r.status)
+	}
+	// Two failures for bob, each from its own address, reach his limit of 2
+	// (BOOKAPI_LOGIN_MAX_FAILURES; the default is 5).
+	for i, from := range []string{"198.51.100.1", "198.51.100.2"} {
+		if got := login("bob", "wrong password", from); got != http.StatusUnauthorized {
+			t.Fatalf("failed login %d for bob: status = %d, want 401", i+1, got)
+		}
+	}
+	if got := login("bob", "password-of-bob", "198.51.100.3"); got != http.StatusTooManyRequests {
+		t.Errorf("login for bob after 2 failures: status = %d, want 429", got)
+	}
+	// Three failures from one forwarded address reach its limit of 3
+	// (-login-max-address-failures); another forwarded address is another
+	// client (BOOKAPI_TRUST_PROXY), though every request comes from 127.0.0.1.
+	for i := range 3 {
+		if got := login(fmt.Sprintf("carol%d", i), "wrong password", "203.0.113.9"); got != http.StatusUnauthorized {
+			t.Fatalf("failed login %d from 203.0.113.9: status = %d, want 401", i+1, got)
+		}
+	}
+	if got := login("carol3", "wrong password", "203.0.113.9"); got != http.StatusTooManyRequests {
+		t.Errorf("fourth failed login from 203.0.113.9: status = %d, want 429", got)
+	}
+	if got := login("carol4", "wrong password", "203.0.113.10"); got != http.StatusUnauthorized {
+		t.Errorf("failed login from 203.0.113.10 after 203.0.113.9 reached its limit: status = %d, want 401", got)
+	}
+	rs.stop(t)
 }
 
 func TestRunRefusesBadConfiguration(t *testing.T) {
@@ -1026,24 +1116,6 @@ func TestRunVersion(t *testing.T) {
 	out, err := runCLI(t, "", "version")
 	if err != nil || !strings.HasPrefix(out, "bookapi") {
 		t.Errorf("run(version) = %q, %v; want a line starting bookapi", out, err)
-	}
-}
-
-// TestTuneGC is not parallel: GOGC is the whole process's.
-func TestTuneGC(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	if !tuneGC(func(string) string { return "" }) {
-		t.Errorf("tuneGC with GOGC unset = false, want true")
-	}
-	if got := debug.SetGCPercent(100); got != gcPercent {
-		t.Errorf("GOGC after tuneGC with GOGC unset = %d, want %d", got, gcPercent)
-	}
-	env := func(k string) string { return map[string]string{"GOGC": "50"}[k] }
-	if tuneGC(env) {
-		t.Errorf("tuneGC with GOGC=50 = true, want false")
-	}
-	if got := debug.SetGCPercent(100); got != 100 {
-		t.Errorf("GOGC after tuneGC with GOGC=50 set = %d, want it left at 100", got)
 	}
 }
 

@@ -919,14 +919,112 @@ func TestFullDiskAnswers503AndRecovers(t *testing.T) {
 	}
 	ts.signup(t, "bob", "password-of-bob")
 	ts.login(t, "alice", "password-of-alice")
+	wantCleanRecovery(t, ts, "full disk")
+}
+
+// wantCleanRecovery checks, once a server whose database refused writes has
+// taken them again, that the file is intact and that the log named the
+// refusals (the cause, such as "full disk") as the database being
+// unavailable, with no errors.
+func wantCleanRecovery(t *testing.T, ts *testServer, cause string) {
+	t.Helper()
 	var check string
 	if err := ts.s.db.r.QueryRow("PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
 		t.Errorf("PRAGMA integrity_check after recovery: %q, %v; want ok", check, err)
 	}
 	logs := ts.logs.String()
 	if !strings.Contains(logs, "database unavailable") || strings.Contains(logs, "level=ERROR") {
-		t.Errorf("log: want the full disk logged as database unavailable, and no errors:\n%s", logs)
+		t.Errorf("log: want the %s logged as database unavailable, and no errors:\n%s", cause, logs)
 	}
+}
+
+// TestFullDatabaseAnswers503AndRecovers stops the database growing with a
+// page limit on the writer's connection (PRAGMA max_page_count), as a full
+// disk would, so that it runs anywhere, without root or mount: a write that
+// needs one page more is a 503 unavailable and stores nothing, reads go on,
+// and once the limit is raised the same writes succeed.
+func TestFullDatabaseAnswers503AndRecovers(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	tok := ts.newUser(t, "alice")
+	maxPages := func(n int64) int64 {
+		t.Helper()
+		var got int64
+		// PRAGMA takes no parameters; n is the test's own integer.
+		if err := ts.s.db.w.QueryRow(fmt.Sprintf("PRAGMA max_page_count = %d", n)).Scan(&got); err != nil {
+			t.Fatalf("PRAGMA max_page_count = %d: %v", n, err)
+		}
+		return got
+	}
+	var pages, defaultMax int64
+	if err := ts.s.db.w.QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatalf("PRAGMA page_count: %v", err)
+	}
+	if err := ts.s.db.w.QueryRow("PRAGMA max_page_count").Scan(&defaultMax); err != nil {
+		t.Fatalf("PRAGMA max_page_count: %v", err)
+	}
+	if got := maxPages(pages); got != pages {
+		t.Fatalf("PRAGMA max_page_count = %d: the limit is %d", pages, got)
+	}
+
+	// Books of long titles, so that pages fill up within a few of them.
+	bookOf := func(i int) map[string]string {
+		return map[string]string{"title": fmt.Sprintf("%03d %s", i, strings.Repeat("t", 190)), "author": strings.Repeat("a", 200)}
+	}
+	wantUnavailable := func(what string, r *response) {
+		t.Helper()
+		if r.status != http.StatusServiceUnavailable || r.json(t)["error"] != "unavailable" || r.header.Get("Retry-After") == "" {
+			t.Errorf("%s on a full database: status = %d, Retry-After %q, body %s; want 503 unavailable with Retry-After",
+				what, r.status, r.header.Get("Retry-After"), r.body)
+		}
+	}
+	full := -1
+	for i := 0; i < 200 && full < 0; i++ {
+		r := ts.do(t, "POST", "/bookapi/books", bookOf(i), bearer(tok)...)
+		if r.status != http.StatusCreated {
+			wantUnavailable(fmt.Sprintf("POST /bookapi/books %d", i), r)
+			full = i
+		}
+	}
+	if full < 0 {
+		t.Fatalf("200 books created within max_page_count %d; want the database full", pages)
+	}
+	t.Logf("the database of %d pages was full after %d books", pages, full)
+	stored := ts.count(t, "books")
+	if stored != full {
+		t.Errorf("books after %d created and one refused: %d", full, stored)
+	}
+
+	// Still full: the same book is refused again, by either route, and
+	// nothing of it is stored.
+	wantUnavailable("POST /bookapi/books again", ts.do(t, "POST", "/bookapi/books", bookOf(full), bearer(tok)...))
+	wantUnavailable("POST /bookapi/addbook", ts.do(t, "POST", "/bookapi/addbook", bookOf(full), bearer(tok)...))
+	if n := ts.count(t, "books"); n != stored {
+		t.Errorf("books after the refused writes: %d, want %d", n, stored)
+	}
+	// Reads go on.
+	if r := ts.do(t, "GET", "/bookapi/books?limit=1000", nil, bearer(tok)...); r.status != http.StatusOK || len(r.json(t)["Books"].([]any)) != stored {
+		t.Errorf("GET /bookapi/books on a full database: status = %d, body %s; want 200 with %d books", r.status, r.body, stored)
+	}
+	if r := ts.do(t, "GET", "/me", nil, bearer(tok)...); r.status != http.StatusOK {
+		t.Errorf("GET /me on a full database: status = %d, want 200", r.status)
+	}
+
+	// Room again: the refused title was not half-stored, so it is a 201, not a 409.
+	maxPages(defaultMax)
+	r := ts.do(t, "POST", "/bookapi/books", bookOf(full), bearer(tok)...)
+	if r.status != http.StatusCreated {
+		t.Fatalf("POST /bookapi/books once the limit is raised: status = %d, want 201; body %s", r.status, r.body)
+	}
+	id := createdID(r)
+	if got := ts.do(t, "GET", "/bookapi/books?limit=1000", nil, bearer(tok)...).json(t)["Books"].([]any); len(got) != stored+1 ||
+		got[stored].(map[string]any)["id"] != float64(id) {
+		t.Errorf("GET /bookapi/books once the limit is raised: %d books, want %d ending with book %d", len(got), stored+1, id)
+	}
+	if r := ts.do(t, "POST", "/bookapi/books", bookOf(full+1), bearer(tok)...); r.status != http.StatusCreated {
+		t.Errorf("POST /bookapi/books of another book once the limit is raised: status = %d, want 201", r.status)
+	}
+	wantCleanRecovery(t, ts, "full database")
 }
 
 func TestReadOnlyDatabaseAnswers503(t *testing.T) {

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // openAPIPublicPaths are the paths served without a token; every other
@@ -228,6 +230,96 @@ func TestOpenAPIPublicPaths(t *testing.T) {
 				t.Errorf("%s %s without a token: status = %d, error = %q; the test lists the path as public = %v", method, url, r.status, body.Error, public)
 			}
 		})
+	}
+}
+
+// TestOpenAPIAdmitsValidRequests sends request members at the edges of the
+// server's rules, which it accepts, and checks that the document's schemas
+// admit them too, so that a client generated from it refuses nothing the
+// server takes; and that the error codes are an open set, not an enum.
+func TestOpenAPIAdmitsValidRequests(t *testing.T) {
+	t.Parallel()
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]map[string]any `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	// admits reports whether the member's schema admits s by its length,
+	// which JSON Schema counts in characters.
+	admits := func(schema, member, s string) bool {
+		t.Helper()
+		m, ok := doc.Components.Schemas[schema].Properties[member]
+		if !ok {
+			t.Fatalf("openapi.json: no schema for %s.%s", schema, member)
+		}
+		n := float64(utf8.RuneCountInString(s))
+		if min, ok := m["minLength"].(float64); ok && n < min {
+			return false
+		}
+		if max, ok := m["maxLength"].(float64); ok && n > max {
+			return false
+		}
+		return true
+	}
+
+	ts := newTestServer(t)
+	for i, pw := range []string{"éééé", "😀😀", strings.Repeat("é", 36), strings.Repeat("x", 72)} {
+		ts.signup(t, fmt.Sprintf("user%d", i), pw) // fails the test unless 201
+		for _, m := range [][2]string{{"Credentials", "password"}, {"PasswordChange", "new_password"}} {
+			if !admits(m[0], m[1], pw) {
+				t.Errorf("openapi.json: %s.%s refuses the password %q (%d bytes), which the server accepts", m[0], m[1], pw, len(pw))
+			}
+		}
+	}
+
+	tok := ts.newUser(t, "alice")
+	text := " \t" + strings.Repeat("é", maxTextLen) + "  "
+	if r := ts.do(t, "POST", "/bookapi/books", map[string]string{"title": text, "author": text}, bearer(tok)...); r.status != http.StatusCreated {
+		t.Fatalf("POST /bookapi/books with %d characters and surrounding spaces: status = %d, want 201; body %s", maxTextLen, r.status, r.body)
+	}
+	for _, m := range [][2]string{{"NewBook", "title"}, {"NewBook", "author"}, {"BookPatch", "title"}, {"BookPatch", "author"}} {
+		if !admits(m[0], m[1], text) {
+			t.Errorf("openapi.json: %s.%s refuses %d characters with surrounding spaces, which the server accepts", m[0], m[1], maxTextLen)
+		}
+	}
+
+	if _, ok := doc.Components.Schemas["Error"].Properties["error"]["enum"]; ok {
+		t.Errorf("openapi.json: Error.error is an enum; a client generated from it would break on any code added later")
+	}
+}
+
+// TestHeadAnswersEveryGetRoute checks what the document says of HEAD: every
+// GET route answers it with the status and headers of the GET, and no body.
+func TestHeadAnswersEveryGetRoute(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	admin := ts.newAdmin(t, "root")
+	book := ts.do(t, "POST", "/bookapi/books", map[string]string{"title": "Dune", "author": "Frank Herbert"}, bearer(admin)...)
+	if book.status != http.StatusCreated {
+		t.Fatalf("POST /bookapi/books: status = %d, want 201", book.status)
+	}
+	id := strconv.FormatInt(int64(book.json(t)["Book"].(map[string]any)["id"].(float64)), 10)
+	for _, route := range servedRoutes(t, ts.s) {
+		method, path, _ := strings.Cut(route, " ")
+		if method != "GET" {
+			continue
+		}
+		path = strings.NewReplacer("{id}", id).Replace(path)
+		get := ts.do(t, "GET", path, nil, bearer(admin)...)
+		head := ts.do(t, "HEAD", path, nil, bearer(admin)...)
+		if head.status != get.status || len(head.body) != 0 {
+			t.Errorf("HEAD %s: status = %d with %d bytes of body, want %d (the GET's) and none", path, head.status, len(head.body), get.status)
+		}
+		for _, h := range []string{"Content-Type", "Content-Length", "Cache-Control"} {
+			if head.header.Get(h) != get.header.Get(h) {
+				t.Errorf("HEAD %s: %s = %q, GET's = %q", path, h, head.header.Get(h), get.header.Get(h))
+			}
+		}
 	}
 }
 

@@ -62,21 +62,22 @@ type store struct {
 // connection as needed). The set of query texts is fixed by the code, so the
 // cache is bounded.
 //
-// With detach set (SQLite) a read ignores its request's cancellation. Each
-// query on a cancellable context costs two goroutines, one of database/sql's
-// and one of the driver's, that wait to interrupt it; on a local file every
-// read is an index lookup or range under a LIMIT, over sooner than they could
-// act, and they cost a short read a tenth of its time. The one read that can
-// take long, a substring search over every book, keeps its context
-// (QueryAbortable). Over a network (PostgreSQL) every read keeps it.
+// Its methods say whether a read keeps its request's cancellation. A lookup
+// (lookup, lookupRows) is an index lookup or range under a LIMIT; with detach
+// set (SQLite) it ignores the cancellation, since each query on a cancellable
+// context costs two goroutines, one of database/sql's and one of the
+// driver's, that wait to interrupt it, and on a local file the read is over
+// sooner than they could act. A search, the one read that can take long (a
+// substring match over every book), always keeps it. Over a network
+// (PostgreSQL) every read keeps it.
 type reader struct {
 	db     *sql.DB
 	stmts  sync.Map // query text -> *sql.Stmt
 	detach bool
 }
 
-// context returns the context a short read runs under.
-func (rd *reader) context(ctx context.Context) context.Context {
+// lookupContext returns the context a lookup runs under.
+func (rd *reader) lookupContext(ctx context.Context) context.Context {
 	if rd.detach {
 		return context.WithoutCancel(ctx)
 	}
@@ -98,9 +99,10 @@ func (rd *reader) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return s, nil
 }
 
-// QueryRowContext is sql.DB's, through a prepared statement.
-func (rd *reader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	ctx = rd.context(ctx)
+// lookup runs a query for at most one row, ignoring ctx's cancellation on
+// SQLite (see reader).
+func (rd *reader) lookup(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = rd.lookupContext(ctx)
 	s, err := rd.stmt(ctx, query)
 	if err != nil {
 		return rd.db.QueryRowContext(ctx, query, args...) // reports the same error on Scan
@@ -108,14 +110,15 @@ func (rd *reader) QueryRowContext(ctx context.Context, query string, args ...any
 	return s.QueryRowContext(ctx, args...)
 }
 
-// QueryContext is sql.DB's, through a prepared statement.
-func (rd *reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return rd.QueryAbortable(rd.context(ctx), query, args...)
+// lookupRows runs a query for a bounded range of rows, ignoring ctx's
+// cancellation on SQLite (see reader).
+func (rd *reader) lookupRows(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return rd.search(rd.lookupContext(ctx), query, args...)
 }
 
-// QueryAbortable is QueryContext for a read that may run long: it stops
-// when ctx ends, even on SQLite.
-func (rd *reader) QueryAbortable(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+// search runs a query that may read many rows before it answers: it stops
+// when ctx ends, on SQLite too.
+func (rd *reader) search(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	s, err := rd.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -349,9 +352,8 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	// Reads are CPU work on pages in memory, yet more readers than cores
 	// pay: a request waiting for a free connection parks and is woken, and
 	// a read that starts while another holds the WAL read lock shares that
-	// lock instead of taking it with a system call. With 16 readers rather
-	// than 2, an authenticated empty list served about 20% more requests
-	// per second at 64 connections on 2 cores (bench/run.sh's list-empty).
+	// lock instead of taking it with a system call (bench/run.sh's
+	// list-empty measures it).
 	n := maxConns
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
@@ -641,7 +643,7 @@ func (st *store) commitGroup(group []*writeJob) {
 // writes waiting before it.
 //
 // It returns by ctx's deadline whatever the database does: the read keeps
-// ctx on SQLite too (unlike the reader's other reads), and a probe write
+// ctx on SQLite too (unlike the reader's lookups), and a probe write
 // that has started on SQLite, and so cannot be abandoned, is left to finish
 // on its own.
 func (st *store) ping(ctx context.Context) error {
@@ -697,23 +699,8 @@ type scanner interface{ Scan(...any) error }
 
 func scanUser(sc scanner, extra ...any) (user, error) {
 	var u user
-	err := sc.Scan(append([]any{(*intCol)(&u.ID), &u.PublicID, &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt)}, extra...)...)
+	err := sc.Scan(append([]any{&u.ID, &u.PublicID, &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt)}, extra...)...)
 	return u, err
-}
-
-// intCol scans an integer column straight into an int64. Both drivers hand
-// integers over as int64, which database/sql would otherwise assign through
-// reflection: a cost every row of a list pays once per integer column.
-type intCol int64
-
-// Scan implements sql.Scanner.
-func (n *intCol) Scan(src any) error {
-	v, ok := src.(int64)
-	if !ok {
-		return fmt.Errorf("scan integer column: got %T", src)
-	}
-	*n = intCol(v)
-	return nil
 }
 
 // unixCol scans a column of unix seconds into a UTC time.Time.
@@ -721,29 +708,11 @@ type unixCol time.Time
 
 // Scan implements sql.Scanner.
 func (t *unixCol) Scan(src any) error {
-	var n intCol
-	if err := n.Scan(src); err != nil {
-		return err
+	n, ok := src.(int64)
+	if !ok {
+		return fmt.Errorf("scan unix time: got %T", src)
 	}
-	*t = unixCol(fromUnix(int64(n)))
-	return nil
-}
-
-// textCol scans a nullable text column, NULL as "".
-type textCol string
-
-// Scan implements sql.Scanner.
-func (s *textCol) Scan(src any) error {
-	switch v := src.(type) {
-	case nil:
-		*s = ""
-	case string:
-		*s = textCol(v)
-	case []byte:
-		*s = textCol(v)
-	default:
-		return fmt.Errorf("scan text column: got %T", src)
-	}
+	*t = unixCol(fromUnix(n))
 	return nil
 }
 
@@ -751,7 +720,7 @@ func (s *textCol) Scan(src any) error {
 // stored password hash.
 func (st *store) credentials(ctx context.Context, username string) (user, string, error) {
 	var hash string
-	row := st.read.QueryRowContext(ctx,
+	row := st.read.lookup(ctx,
 		`SELECT `+userColumns+`, u.password_hash FROM users u WHERE u.username_key = ?`,
 		foldKey(username))
 	u, err := scanUser(row, &hash)
@@ -801,10 +770,10 @@ func (st *store) createSession(ctx context.Context, sid string, userID int64, re
 // (the public id): each column costs the driver allocations per query.
 func (st *store) sessionUser(ctx context.Context, sid, publicID string, now time.Time) (user, error) {
 	u := user{PublicID: publicID, SessionID: sid}
-	err := st.read.QueryRowContext(ctx,
+	err := st.read.lookup(ctx,
 		`SELECT u.id, u.username, u.admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
 		 WHERE s.id = ? AND u.public_id = ? AND s.expires_at > ?`,
-		sid, publicID, unix(now)).Scan((*intCol)(&u.ID), &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt))
+		sid, publicID, unix(now)).Scan(&u.ID, &u.Username, &u.Admin, (*unixCol)(&u.CreatedAt))
 	if err != nil {
 		return user{}, fmt.Errorf("session user: %w", classify(err))
 	}
@@ -812,7 +781,7 @@ func (st *store) sessionUser(ctx context.Context, sid, publicID string, now time
 }
 
 // querier is what *sql.DB and *sql.Tx share, so a read can run inside a
-// write transaction or on the reader pool.
+// write transaction or straight on a pool.
 type querier interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
@@ -836,12 +805,12 @@ func userInfo(ctx context.Context, q querier, publicID string) (user, error) {
 func (st *store) listUsers(ctx context.Context, after string, limit int) ([]user, error) {
 	var afterID int64
 	if after != "" {
-		err := st.read.QueryRowContext(ctx, `SELECT id FROM users WHERE public_id = ?`, after).Scan(&afterID)
+		err := st.read.lookup(ctx, `SELECT id FROM users WHERE public_id = ?`, after).Scan(&afterID)
 		if err != nil {
 			return nil, fmt.Errorf("list users: %w", classify(err))
 		}
 	}
-	rows, err := st.read.QueryContext(ctx, userInfoQuery+`WHERE u.id > ? ORDER BY u.id LIMIT ?`, afterID, limit)
+	rows, err := st.read.lookupRows(ctx, userInfoQuery+`WHERE u.id > ? ORDER BY u.id LIMIT ?`, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", classify(err))
 	}
@@ -919,13 +888,12 @@ func (st *store) deleteUser(ctx context.Context, publicID string) (int64, error)
 	return sessions, nil
 }
 
-const bookColumns = `b.id, b.title, b.author, b.isbn, u.username, b.created_at, b.updated_at`
+const bookColumns = `b.id, b.title, b.author, COALESCE(b.isbn, ''), u.username, b.created_at, b.updated_at`
 
 // bookDest returns the scan destinations of bookColumns into b. A list
 // scans every row into the same b through one dest.
 func bookDest(b *book) []any {
-	return []any{(*intCol)(&b.ID), &b.Title, &b.Author, (*textCol)(&b.ISBN), &b.Owner,
-		(*unixCol)(&b.CreatedAt), (*unixCol)(&b.UpdatedAt)}
+	return []any{&b.ID, &b.Title, &b.Author, &b.ISBN, &b.Owner, (*unixCol)(&b.CreatedAt), (*unixCol)(&b.UpdatedAt)}
 }
 
 func scanBook(sc scanner) (book, error) {
@@ -934,27 +902,25 @@ func scanBook(sc scanner) (book, error) {
 	return b, err
 }
 
-func bookByID(ctx context.Context, q querier, id int64) (book, error) {
-	b, err := scanBook(q.QueryRowContext(ctx,
-		`SELECT `+bookColumns+` FROM books b JOIN users u ON u.id = b.owner_id WHERE b.id = ?`, id))
+// selectBookByID selects one book's bookColumns by its id.
+const selectBookByID = selectBooks + ` WHERE b.id = ?`
+
+// book returns one book by id.
+func (st *store) book(ctx context.Context, id int64) (book, error) {
+	b, err := scanBook(st.read.lookup(ctx, selectBookByID, id))
 	if err != nil {
 		return book{}, fmt.Errorf("book by id: %w", classify(err))
 	}
 	return b, nil
 }
 
-// book returns one book by id.
-func (st *store) book(ctx context.Context, id int64) (book, error) {
-	return bookByID(ctx, st.read, id)
-}
-
 // writeDoc reads book id as it now stands and stores its doc, the book as
 // every answer writes it (see migrations/0004_book_docs.sql), in tx: the
 // transaction that changed it.
 func writeDoc(ctx context.Context, tx *sql.Tx, id int64) (book, error) {
-	b, err := bookByID(ctx, tx, id)
+	b, err := scanBook(tx.QueryRowContext(ctx, selectBookByID, id))
 	if err != nil {
-		return book{}, err
+		return book{}, fmt.Errorf("book by id: %w", classify(err))
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE books SET doc = ? WHERE id = ?`, string(appendBook(nil, b)), id); err != nil {
 		return book{}, err
@@ -971,7 +937,7 @@ const docBatch = 500
 // it writes nothing, so a read-only database opens.
 func (st *store) fillDocs(ctx context.Context) (int, error) {
 	var missing bool
-	if err := st.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM books WHERE doc IS NULL)`).Scan(&missing); err != nil {
+	if err := st.read.lookup(ctx, `SELECT EXISTS (SELECT 1 FROM books WHERE doc IS NULL)`).Scan(&missing); err != nil {
 		return 0, fmt.Errorf("fill book docs: %w", classify(err))
 	}
 	filled := 0
@@ -1101,9 +1067,9 @@ const (
 func (st *store) queryPage(ctx context.Context, sel string, f bookFilter) (*sql.Rows, error) {
 	query, args := bookPage(sel, f)
 	if f.Q != "" {
-		return st.read.QueryAbortable(ctx, query, args...)
+		return st.read.search(ctx, query, args...)
 	}
-	return st.read.QueryContext(ctx, query, args...)
+	return st.read.lookupRows(ctx, query, args...)
 }
 
 // listBooks returns up to f.Limit books in id order after f.After.
@@ -1131,9 +1097,9 @@ func (st *store) listBooks(ctx context.Context, f bookFilter) ([]book, error) {
 // appendBooks appends to dst the page f describes, up to f.Limit books in id
 // order after f.After, as answers write them and separated by commas. last
 // is the id of the page's last book, and more reports whether any book
-// follows it. It reads each book's doc, one column, and copies it as it is:
-// a page of 100 costs less than half of what reading the columns and
-// writing the JSON does. A page with a book whose doc is missing is read
+// follows it. It reads each book's doc, one column, and copies it as it is,
+// which costs much less than reading the columns and writing the JSON
+// (BenchmarkAPI's list-100). A page with a book whose doc is missing is read
 // again from the columns, so every page comes whole from one snapshot.
 func (st *store) appendBooks(ctx context.Context, dst []byte, f bookFilter) (_ []byte, last int64, more bool, err error) {
 	start := len(dst)
@@ -1323,7 +1289,7 @@ func execCount(ctx context.Context, tx *sql.Tx, query string, args ...any) (int6
 // live (unspent, unexpired) one of session sid.
 func (st *store) refreshInSession(ctx context.Context, hash []byte, sid string, now time.Time) (bool, error) {
 	var n int
-	err := st.read.QueryRowContext(ctx,
+	err := st.read.lookup(ctx,
 		`SELECT COUNT(*) FROM refresh_tokens WHERE hash = ? AND session_id = ? AND used_at IS NULL AND expires_at > ?`,
 		hash, sid, unix(now)).Scan(&n)
 	if err != nil {

@@ -674,7 +674,7 @@ func TestStoreLookupsOfUnstorableText(t *testing.T) {
 		if _, _, err := st.credentials(ctx, s); !errors.Is(err, errNotFound) {
 			t.Errorf("credentials(%q): err = %v, want errNotFound", s, err)
 		}
-		if _, err := userInfo(ctx, st.read, s); !errors.Is(err, errNotFound) {
+		if _, err := userInfo(ctx, st.r, s); !errors.Is(err, errNotFound) {
 			t.Errorf("userInfo(%q): err = %v, want errNotFound", s, err)
 		}
 		if _, err := st.setAdmin(ctx, s, true); !errors.Is(err, errNotFound) {
