@@ -2634,7 +2634,7 @@ func TestLoginHugeUsername(t *testing.T) {
 	unknown := loginAs(t, ts, "ghost", "wrong-password")
 	pages := func() int {
 		t.Helper()
-		if onPostgres(t) {
+		if onPostgres() {
 			return 0
 		}
 		var n int

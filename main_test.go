@@ -86,7 +86,7 @@ type testServer struct {
 // or, when t runs under TestPostgres, a PostgreSQL schema of its own.
 func testDB(t *testing.T) string {
 	t.Helper()
-	if onPostgres(t) {
+	if onPostgres() {
 		return postgresDB(t)
 	}
 	return filepath.Join(t.TempDir(), "bookapi.db")
@@ -1159,6 +1159,7 @@ func dirNames(t *testing.T, dir string) []string {
 // and a token signed before the backup, with the secret file that stayed
 // beside the database, still works.
 func TestBackupRestoreUnderWriters(t *testing.T) {
+	sqliteOnly(t, "bookapi backup copies a SQLite file; on PostgreSQL it points to pg_dump (TestBackupRefusals)")
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "bookapi.db")
 	rs := startRun(t, db, nil)
@@ -1397,6 +1398,7 @@ func TestBackupRefusals(t *testing.T) {
 // short of the copy: the backup fails with a one-line error and leaves only
 // what was there, and succeeds once there is room.
 func TestBackupFullDisk(t *testing.T) {
+	sqliteOnly(t, "a SQLite file under a killed, full, read-only or broken process or disk")
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "bookapi.db")
 	if _, err := runCLI(t, "password-of-root\n", "user", "add", "-db", db, "-bcrypt-cost", "4", "root"); err != nil {

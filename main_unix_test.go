@@ -20,6 +20,7 @@ import (
 // machine; the database, its WAL and shared-memory files and the generated
 // secret must be 0600 all the same.
 func TestRunFilesPrivate(t *testing.T) {
+	sqliteOnly(t, "about SQLite itself: its file, pragmas, result codes or query plans")
 	defer syscall.Umask(syscall.Umask(0))
 	db := filepath.Join(t.TempDir(), "private.db")
 	rs := startRun(t, db, nil)

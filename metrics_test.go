@@ -531,7 +531,7 @@ func TestMetricsFormat(t *testing.T) {
 
 	cfg := ts.s.cfg
 	pools := map[string]float64{"write": 1, "read": float64(cfg.dbMaxConns)}
-	if onPostgres(t) {
+	if onPostgres() {
 		pools = map[string]float64{"shared": float64(cfg.dbMaxConns)}
 	}
 	for pool, max := range pools {
@@ -547,7 +547,7 @@ func TestMetricsFormat(t *testing.T) {
 		fams["bookapi_db_wait_seconds_total"].value(t, "bookapi_db_wait_seconds_total", "pool", pool)
 	}
 	groups := fams["bookapi_db_commit_group_size"]
-	if onPostgres(t) {
+	if onPostgres() {
 		if groups != nil {
 			t.Errorf("bookapi_db_commit_group_size on PostgreSQL, which has no group commit")
 		}

@@ -1,12 +1,11 @@
 package main
 
-// The store and HTTP tests on PostgreSQL. TestPostgres runs the tests that
-// postgresTests lists as its subtests, where testDB gives each a schema of its
-// own instead of a SQLite file; the TestPostgres* tests below are PostgreSQL's
-// own. All of them need a database to create schemas in, and are skipped
-// without one:
+// PostgreSQL for the tests. With TEST_DATABASE_URL set, every store and
+// HTTP test runs on PostgreSQL (testDB gives each a schema of its own instead
+// of a SQLite file) and the tests about SQLite itself skip; the
+// TestPostgres* tests below are PostgreSQL's own, and skip without it:
 //
-//	TEST_DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' go test -run Postgres .
+//	TEST_DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' go test ./...
 
 import (
 	"context"
@@ -40,9 +39,18 @@ import (
 const skipNoPostgres = "TEST_DATABASE_URL is not set: the PostgreSQL tests need a database to create schemas in, " +
 	"e.g. TEST_DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'"
 
-// onPostgres reports whether t runs under TestPostgres, so that testDB gives
-// it a PostgreSQL schema.
-func onPostgres(t *testing.T) bool { return strings.HasPrefix(t.Name(), "TestPostgres/") }
+// onPostgres reports whether the tests run on PostgreSQL: with
+// TEST_DATABASE_URL set, testDB gives each test a schema of its own there
+// instead of a SQLite file, and the tests about SQLite itself skip.
+func onPostgres() bool { return os.Getenv("TEST_DATABASE_URL") != "" }
+
+// sqliteOnly skips t on PostgreSQL: what it checks is SQLite's alone.
+func sqliteOnly(t *testing.T, why string) {
+	t.Helper()
+	if onPostgres() {
+		t.Skip("SQLite only: " + why)
+	}
+}
 
 // postgresURL returns TEST_DATABASE_URL, skipping t when it is not set.
 func postgresURL(t *testing.T) string {
@@ -90,230 +98,6 @@ func postgresDB(t *testing.T) string {
 	q.Set("search_path", schema) // pgx sends it as a run-time parameter
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-// namedTest is a test function and its name.
-type namedTest struct {
-	name string
-	fn   func(*testing.T)
-}
-
-// postgresTests lists the tests TestPostgres runs on PostgreSQL: every test
-// of the store, the auth and book handlers and the server that is not about
-// SQLite itself (see sqliteOnlyTests).
-func postgresTests() []namedTest {
-	return []namedTest{
-		// store_test.go
-		{"TestOpenStoreReopenKeepsData", TestOpenStoreReopenKeepsData},
-		{"TestStoreUsernamesUniqueInAnyCase", TestStoreUsernamesUniqueInAnyCase},
-		{"TestStoreTitlesUniqueInUnicodeCase", TestStoreTitlesUniqueInUnicodeCase},
-		{"TestStoreDeleteUserCascades", TestStoreDeleteUserCascades},
-		{"TestStoreModifyBookRules", TestStoreModifyBookRules},
-		{"TestStoreListBooksFilters", TestStoreListBooksFilters},
-		{"TestStoreBookDocsNeverStale", TestStoreBookDocsNeverStale},
-		{"TestStoreSessionUser", TestStoreSessionUser},
-		{"TestStoreLookupsOfUnstorableText", TestStoreLookupsOfUnstorableText},
-		{"TestGroupCommitIsolatesJobs", TestGroupCommitIsolatesJobs},
-		{"TestTxAfterClose", TestTxAfterClose},
-		// auth_test.go
-		{"TestSeedSignup", TestSeedSignup},
-		{"TestSeedLogin", TestSeedLogin},
-		{"TestSeedGetBooksWithToken", TestSeedGetBooksWithToken},
-		{"TestSeedInvalidToken", TestSeedInvalidToken},
-		{"TestSignupCreated", TestSignupCreated},
-		{"TestSignupConflict", TestSignupConflict},
-		{"TestSignupValidation", TestSignupValidation},
-		{"TestSignupRefusesAdminMember", TestSignupRefusesAdminMember},
-		{"TestSignupHostileInput", TestSignupHostileInput},
-		{"TestSignupAcceptedBodies", TestSignupAcceptedBodies},
-		{"TestLoginResponse", TestLoginResponse},
-		{"TestLoginFailures", TestLoginFailures},
-		{"TestLoginHostileInput", TestLoginHostileInput},
-		{"TestLoginUnknownUserLooksLikeWrongPassword", TestLoginUnknownUserLooksLikeWrongPassword},
-		{"TestLoginPasswordOver72Bytes", TestLoginPasswordOver72Bytes},
-		{"TestLoginUpgradesHashCost", TestLoginUpgradesHashCost},
-		{"TestTokenDecorator", TestTokenDecorator},
-		{"TestDemotedAdminLosesAccessAtOnce", TestDemotedAdminLosesAccessAtOnce},
-		{"TestMe", TestMe},
-		{"TestAdminRoutesRefuseNonAdmins", TestAdminRoutesRefuseNonAdmins},
-		{"TestAdminListUsers", TestAdminListUsers},
-		{"TestAdminListUsersBadParameters", TestAdminListUsersBadParameters},
-		{"TestAdminUpdateUser", TestAdminUpdateUser},
-		{"TestAdminDeleteUser", TestAdminDeleteUser},
-		{"TestAuthCommonHeaders", TestAuthCommonHeaders},
-		{"TestAuthRequestID", TestAuthRequestID},
-		{"TestAuthAccessLog", TestAuthAccessLog},
-		{"TestAuthRouteFallback", TestAuthRouteFallback},
-		{"TestAuthCleanPathRedirect", TestAuthCleanPathRedirect},
-		{"TestLoginThrottlesUsername", TestLoginThrottlesUsername},
-		{"TestLoginThrottlesAddress", TestLoginThrottlesAddress},
-		{"TestRefresh", TestRefresh},
-		{"TestLogout", TestLogout},
-		{"TestLogoutAll", TestLogoutAll},
-		{"TestChangePassword", TestChangePassword},
-		{"TestRefreshRotates", TestRefreshRotates},
-		{"TestRefreshConcurrentSameTokenOneWins", TestRefreshConcurrentSameTokenOneWins},
-		{"TestRefreshFailures", TestRefreshFailures},
-		{"TestKeyRotationAcrossRestart", TestKeyRotationAcrossRestart},
-		{"TestLoginThrottleTrustProxy", TestLoginThrottleTrustProxy},
-		{"TestLoginThrottleSharedAndPruned", TestLoginThrottleSharedAndPruned},
-		{"TestHashSlotsBusy", TestHashSlotsBusy},
-		{"TestLoginThrottleHoldsUnderBurst", TestLoginThrottleHoldsUnderBurst},
-		{"TestLoginAttemptNotCheckedDoesNotCount", TestLoginAttemptNotCheckedDoesNotCount},
-		{"TestLoginWorkHidesCheapHashes", TestLoginWorkHidesCheapHashes},
-		{"TestLoginHugeUsername", TestLoginHugeUsername},
-		{"TestLoginThrottleJunkForwardedFor", TestLoginThrottleJunkForwardedFor},
-		{"TestClientGoneIsNotAServerError", TestClientGoneIsNotAServerError},
-		{"TestLifecycleSecretsNotLogged", TestLifecycleSecretsNotLogged},
-		{"TestDeletedUserEndsSessions", TestDeletedUserEndsSessions},
-		// books_test.go
-		{"TestBooksAddBook", TestBooksAddBook},
-		{"TestBooksCreate", TestBooksCreate},
-		{"TestBooksGet", TestBooksGet},
-		{"TestBooksUpdate", TestBooksUpdate},
-		{"TestBooksDelete", TestBooksDelete},
-		{"TestBooksList", TestBooksList},
-		{"TestBooksHostileInput", TestBooksHostileInput},
-		{"TestBooksSeedLiterals", TestBooksSeedLiterals},
-		{"TestBooksRouteErrors", TestBooksRouteErrors},
-		{"TestBooksConcurrentCreate", TestBooksConcurrentCreate},
-		// reliability_test.go
-		{"TestConcurrentWriters", TestConcurrentWriters},
-		{"TestConcurrentCreatesOfOneTitle", TestConcurrentCreatesOfOneTitle},
-		// metrics_test.go
-		{"TestMetricsFormat", TestMetricsFormat},
-		// main_test.go
-		{"TestRunServesAndShutsDown", TestRunServesAndShutsDown},
-		{"TestRunDrainsInFlightRequests", TestRunDrainsInFlightRequests},
-		{"TestRunUserCommands", TestRunUserCommands},
-	}
-}
-
-// sqliteOnlyTests names the tests TestPostgres does not run, and why.
-func sqliteOnlyTests() map[string]string {
-	const (
-		noDB     = "no database: tokens, HTTP plumbing or configuration only"
-		sqlite   = "about SQLite itself: its file, pragmas, result codes or query plans"
-		twin     = "about SQLite's migrations (PRAGMA user_version); TestPostgresMigrate is its twin"
-		classify = "SQLite's result codes; TestPostgresClassify is its twin"
-		file     = "a SQLite file under a killed, full, read-only or broken process or disk"
-		logs     = "logging or the debug listener, on a SQLite file: nothing of the store is tested"
-	)
-	return map[string]string{
-		"TestOpenStoreSchemaAndSettings":        sqlite,
-		"TestClientAddr":                        noDB,
-		"TestHostileBodiesRefused":              noDB,
-		"TestMigrateAppliesStepsInOrder":        twin,
-		"TestMigrateBrokenStepIsRolledBack":     twin,
-		"TestMigrateRefusesBadFileNames":        twin,
-		"TestMigrateRefusesNewerDatabase":       twin,
-		"TestClassifyRealErrors":                classify,
-		"TestStoreListingQueriesUseIndexes":     sqlite,
-		"TestOpenStoreFillsDocsOfOlderDatabase": "a SQLite file at schema version 3; TestStoreBookDocsNeverStale runs fillDocs on PostgreSQL",
-		"TestCrashKeepsAcknowledgedWrites":      file,
-		"TestShutdownUnderLoad":                 file,
-		"TestFullDiskAnswers503AndRecovers":     file,
-		"TestFullDatabaseAnswers503AndRecovers": sqlite,
-		"TestReadOnlyDatabaseAnswers503":        file,
-		"TestLockedDatabaseKeepsDeadline":       file,
-		"TestStartRefusesUnusableDatabase":      file,
-		"TestSoak":                              "opt-in soak of a SQLite child process",
-		"TestBackupRestoreUnderWriters":         "bookapi backup copies a SQLite file; on PostgreSQL it points to pg_dump (TestBackupRefusals)",
-		"TestBackupRefusals":                    "bookapi backup copies a SQLite file; on PostgreSQL it points to pg_dump, checked here",
-		"TestBackupFullDisk":                    file,
-		"TestRunSecretFile":                     "the secret file beside a SQLite database; PostgreSQL requires SECRET_KEY",
-		"TestRunRefusesUnsafeSecretFile":        "the secret file beside a SQLite database; PostgreSQL requires SECRET_KEY",
-		"TestRunFilesPrivate":                   sqlite,
-		"TestRunUserAddTerminal":                "a terminal's settings; TestRunUserCommands runs user add on PostgreSQL",
-		"TestDebugListenerMasksPasswords":       logs,
-		"TestRunTokenTTLPrecedence":             noDB,
-		"TestRunRefusesBadConfiguration":        noDB,
-		"TestRunAppliesSettings":                noDB,
-		"TestRunHelpPrintsUsage":                noDB,
-		"TestRunJSONLogs":                       logs,
-		"TestRunVersion":                        noDB,
-		"TestParseServePrecedence":              noDB,
-		"TestPreviousKeysConfig":                noDB,
-		"TestCORS":                              noDB,
-		"TestAppendBook":                        noDB,
-		"TestAppendJSONString":                  noDB,
-		"TestServeErrorBody":                    noDB,
-		"TestNewLoggerWritesAtOnce":             noDB,
-		"TestCORSOriginsConfig":                 noDB,
-		"TestDebugListener":                     logs,
-		"TestHistogram":                         noDB,
-		"TestMetricsEscaping":                   noDB,
-		"TestMetricsPromtool":                   "promtool on the format; TestMetricsFormat runs on PostgreSQL",
-		"TestGroupCommitSizes":                  "SQLite's writer goroutine; PostgreSQL commits each transaction alone",
-		"TestBcryptCounters":                    noDB,
-		"TestPanicIsRecovered":                  noDB,
-		"TestOpenAPIMatchesRoutes":              noDB,
-		"TestOpenAPIDocumentShape":              noDB,
-		"TestOpenAPIPublicPaths":                noDB,
-		"TestHeadAnswersEveryGetRoute":          noDB,
-		"TestOpenAPIAdmitsValidRequests":        "the OpenAPI document against the request rules; the database plays no part",
-		"TestVerifyRFC7515A1":                   noDB,
-		"TestSignVerifyRoundTrip":               noDB,
-		"TestSignHeader":                        noDB,
-		"TestVerifyKeyRotation":                 noDB,
-		"TestSignKeyIDHidesSecret":              noDB,
-		"TestVerifyRefusesForgedTokens":         noDB,
-		"TestVerifyAcceptsEdges":                noDB,
-		"TestVerifyClaimsMatchJSON":             noDB,
-	}
-}
-
-func TestPostgres(t *testing.T) {
-	t.Parallel()
-	postgresURL(t)
-	for _, tt := range postgresTests() {
-		t.Run(tt.name, tt.fn)
-	}
-}
-
-// TestPostgresListsEveryTest keeps postgresTests whole: every test function
-// of the package runs on PostgreSQL, is one of PostgreSQL's own, or is named
-// in sqliteOnlyTests with a reason.
-func TestPostgresListsEveryTest(t *testing.T) {
-	t.Parallel()
-	files, err := filepath.Glob("*_test.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	onPG := map[string]bool{}
-	for _, tt := range postgresTests() {
-		onPG[tt.name] = true
-	}
-	skipped := sqliteOnlyTests()
-	testFunc := regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\)`)
-	seen := map[string]bool{}
-	for _, f := range files {
-		src, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range testFunc.FindAllStringSubmatch(string(src), -1) {
-			name := m[1]
-			seen[name] = true
-			switch {
-			case strings.HasPrefix(name, "TestPostgres"):
-			case onPG[name] && skipped[name] != "":
-				t.Errorf("%s (%s) is both in postgresTests and in sqliteOnlyTests", name, f)
-			case !onPG[name] && skipped[name] == "":
-				t.Errorf("%s (%s) is neither in postgresTests nor in sqliteOnlyTests: run it on PostgreSQL or say why not", name, f)
-			}
-		}
-	}
-	for name := range onPG {
-		if !seen[name] {
-			t.Errorf("postgresTests lists %s, which no test file defines", name)
-		}
-	}
-	for name := range skipped {
-		if !seen[name] {
-			t.Errorf("sqliteOnlyTests lists %s, which no test file defines", name)
-		}
-	}
 }
 
 func TestPostgresNumberPlaceholders(t *testing.T) {

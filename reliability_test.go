@@ -281,6 +281,7 @@ func checkDatabase(t *testing.T, path string) map[int64]storedBook {
 }
 
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
+	sqliteOnly(t, "a SQLite file under a killed, full, read-only or broken process or disk")
 	t.Parallel()
 	bin := buildBinary(t)
 	db := filepath.Join(t.TempDir(), "crash.db")
@@ -566,6 +567,7 @@ func TestConcurrentCreatesOfOneTitle(t *testing.T) {
 }
 
 func TestShutdownUnderLoad(t *testing.T) {
+	sqliteOnly(t, "a SQLite file under a killed, full, read-only or broken process or disk")
 	t.Parallel()
 	bin := buildBinary(t)
 	db := filepath.Join(t.TempDir(), "shutdown.db")
@@ -830,6 +832,7 @@ func fillDisk(t *testing.T, path string) int64 {
 }
 
 func TestFullDiskAnswers503AndRecovers(t *testing.T) {
+	sqliteOnly(t, "a SQLite file under a killed, full, read-only or broken process or disk")
 	t.Parallel()
 	dir := mountTmpfs(t, "2m")
 	cfg := testConfig(t)
@@ -944,6 +947,7 @@ func wantCleanRecovery(t *testing.T, ts *testServer, cause string) {
 // needs one page more is a 503 unavailable and stores nothing, reads go on,
 // and once the limit is raised the same writes succeed.
 func TestFullDatabaseAnswers503AndRecovers(t *testing.T) {
+	sqliteOnly(t, "about SQLite itself: its file, pragmas, result codes or query plans")
 	t.Parallel()
 	ts := newTestServer(t)
 	tok := ts.newUser(t, "alice")
@@ -1028,6 +1032,7 @@ func TestFullDatabaseAnswers503AndRecovers(t *testing.T) {
 }
 
 func TestReadOnlyDatabaseAnswers503(t *testing.T) {
+	sqliteOnly(t, "a SQLite file under a killed, full, read-only or broken process or disk")
 	t.Parallel()
 	// A database file the server may only read (opened read-only, as SQLite
 	// also does when the file is write-protected): writes and /readyz are
@@ -1076,6 +1081,7 @@ func TestReadOnlyDatabaseAnswers503(t *testing.T) {
 }
 
 func TestStartRefusesUnusableDatabase(t *testing.T) {
+	sqliteOnly(t, "a SQLite file under a killed, full, read-only or broken process or disk")
 	t.Parallel()
 	bin := buildBinary(t)
 	dir := t.TempDir()
@@ -1487,6 +1493,7 @@ func soakDuration(t *testing.T) time.Duration {
 }
 
 func TestSoak(t *testing.T) {
+	sqliteOnly(t, "opt-in soak of a SQLite child process")
 	if os.Getenv("BOOKAPI_SOAK") == "" {
 		t.Skip("set BOOKAPI_SOAK=1 to run the 60 s soak (BOOKAPI_SOAK_DURATION=10s for a shorter one)")
 	}
@@ -1602,6 +1609,7 @@ func TestSoak(t *testing.T) {
 // are answered 503 within their deadlines instead of waiting for the lock,
 // that reads go on, and that writes succeed again once the lock is gone.
 func TestLockedDatabaseKeepsDeadline(t *testing.T) {
+	sqliteOnly(t, "a SQLite file under a killed, full, read-only or broken process or disk")
 	t.Parallel()
 	cfg := testConfig(t)
 	cfg.dbTimeout = 300 * time.Millisecond

@@ -118,6 +118,7 @@ func connPragmas(t *testing.T, c *sql.Conn) map[string]string {
 }
 
 func TestOpenStoreSchemaAndSettings(t *testing.T) {
+	sqliteOnly(t, "about SQLite itself: its file, pragmas, result codes or query plans")
 	t.Parallel()
 	ctx := context.Background()
 	st := openTestStore(t)
@@ -206,6 +207,7 @@ func TestOpenStoreReopenKeepsData(t *testing.T) {
 }
 
 func TestMigrateAppliesStepsInOrder(t *testing.T) {
+	sqliteOnly(t, "about SQLite's migrations (PRAGMA user_version); TestPostgresMigrate is its twin")
 	t.Parallel()
 	ctx := context.Background()
 	db := openRawDB(t, filepath.Join(t.TempDir(), "m.db"))
@@ -262,6 +264,7 @@ func TestMigrateAppliesStepsInOrder(t *testing.T) {
 }
 
 func TestMigrateBrokenStepIsRolledBack(t *testing.T) {
+	sqliteOnly(t, "about SQLite's migrations (PRAGMA user_version); TestPostgresMigrate is its twin")
 	t.Parallel()
 	ctx := context.Background()
 	db := openRawDB(t, filepath.Join(t.TempDir(), "m.db"))
@@ -304,6 +307,7 @@ func TestMigrateBrokenStepIsRolledBack(t *testing.T) {
 }
 
 func TestMigrateRefusesBadFileNames(t *testing.T) {
+	sqliteOnly(t, "about SQLite's migrations (PRAGMA user_version); TestPostgresMigrate is its twin")
 	t.Parallel()
 	step := func(sql string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(sql)} }
 	tests := []struct {
@@ -349,6 +353,7 @@ func names(m fstest.MapFS) []string {
 }
 
 func TestMigrateRefusesNewerDatabase(t *testing.T) {
+	sqliteOnly(t, "about SQLite's migrations (PRAGMA user_version); TestPostgresMigrate is its twin")
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "future.db")
@@ -700,6 +705,7 @@ func TestStoreLookupsOfUnstorableText(t *testing.T) {
 }
 
 func TestClassifyRealErrors(t *testing.T) {
+	sqliteOnly(t, "SQLite's result codes; TestPostgresClassify is its twin")
 	t.Parallel()
 	ctx := context.Background()
 
@@ -882,6 +888,7 @@ func wantCode(t *testing.T, what string, err error, code int) {
 }
 
 func TestStoreListingQueriesUseIndexes(t *testing.T) {
+	sqliteOnly(t, "about SQLite itself: its file, pragmas, result codes or query plans")
 	t.Parallel()
 	ctx := context.Background()
 	st := openTestStore(t)
@@ -943,6 +950,7 @@ func TestStoreListingQueriesUseIndexes(t *testing.T) {
 // job holds the writer while ten more queue behind it, which makes one group
 // of 1 and then one of 10.
 func TestGroupCommitSizes(t *testing.T) {
+	sqliteOnly(t, "SQLite's writer goroutine; PostgreSQL commits each transaction alone")
 	t.Parallel()
 	ctx := context.Background()
 	st := openTestStore(t)
@@ -1149,6 +1157,7 @@ func TestStoreBookDocsNeverStale(t *testing.T) {
 // TestOpenStoreFillsDocsOfOlderDatabase opens a database last migrated by a
 // bookapi that kept no docs: the docs of its books are written on opening.
 func TestOpenStoreFillsDocsOfOlderDatabase(t *testing.T) {
+	sqliteOnly(t, "a SQLite file at schema version 3; TestStoreBookDocsNeverStale runs fillDocs on PostgreSQL")
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
