@@ -78,13 +78,13 @@ func (p *bookPatch) valid() error {
 		*m.dst = &s
 	}
 	if p.ISBN != nil {
-		if string(p.ISBN) == "null" {
+		var s string
+		if string(p.ISBN) != "null" && json.Unmarshal(p.ISBN, &s) != nil {
+			return badRequest("Member \"isbn\" must be a string or null.")
+		}
+		if s == "" { // null, or the empty string a form sends: no ISBN
 			p.change.ClearISBN = true
 			return nil
-		}
-		var s string
-		if json.Unmarshal(p.ISBN, &s) != nil {
-			return badRequest("Member \"isbn\" must be a string or null.")
 		}
 		s, err := cleanISBN(s)
 		if err != nil {

@@ -748,6 +748,7 @@ func TestBooksUpdate(t *testing.T) {
 		{"author", `{"author":"Brian Herbert"}`, func(b *bookView) { b.author = "Brian Herbert" }},
 		{"isbn normalised", `{"isbn":"0-8044-2957-X"}`, func(b *bookView) { b.isbn = "080442957X" }},
 		{"isbn null clears it", `{"isbn":null}`, func(b *bookView) { b.isbn, b.hasISBN = "", false }},
+		{"empty isbn clears it, as on create", `{"isbn":""}`, func(b *bookView) { b.isbn, b.hasISBN = "", false }},
 		{"everything", `{"title":"Emma","author":"Jane Austen","isbn":"0 306 40615 2"}`, func(b *bookView) {
 			b.title, b.author, b.isbn = "Emma", "Jane Austen", "0306406152"
 		}},
