@@ -198,6 +198,12 @@ func appendBook(dst []byte, b book) []byte {
 	return append(dst, `"}`...)
 }
 
+// docVersion is the format of the docs appendBook writes, stored with each
+// doc. Bump it whenever appendBook's output changes (TestAppendBookGolden
+// pins its bytes): a start with a newer version writes every older doc
+// again, and until it has, lists read those books from their columns.
+const docVersion = 1
+
 // writeBook answers one book in its envelope.
 func writeBook(w http.ResponseWriter, status int, b book) {
 	writeJSON(w, status, struct {

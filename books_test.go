@@ -1641,6 +1641,23 @@ func TestAppendBook(t *testing.T) {
 	}
 }
 
+// TestAppendBookGolden pins the bytes appendBook writes, which lists copy
+// from the docs stored with each book. If this test fails because the JSON
+// of a book changed on purpose, bump docVersion (books.go) and update the
+// bytes here: every doc stored in the old format is then written again at
+// the next start, and lists never serve the old shape meanwhile.
+func TestAppendBookGolden(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 27, 16, 20, 11, 0, time.UTC)
+	b := book{ID: 42, Title: "Dune <1>", Author: "Frank Herbert", ISBN: "9780441172719", Owner: "alice", CreatedAt: at, UpdatedAt: at.Add(time.Hour)}
+	const want = `{"id":42,"title":"Dune \u003c1\u003e","author":"Frank Herbert","isbn":"9780441172719","owner":"alice",` +
+		`"created_at":"2026-11-27T16:20:11Z","updated_at":"2026-11-27T17:20:11Z"}`
+	if got := string(appendBook(nil, b)); got != want || docVersion != 1 {
+		t.Errorf("appendBook = %s (docVersion %d)\nwant       %s (docVersion 1)\n"+
+			"The JSON of a stored doc changed: bump docVersion and update this test.", got, docVersion, want)
+	}
+}
+
 // BenchmarkAPI measures whole requests through the middleware, the mux and
 // a real SQLite file: go test -run '^$' -bench API -benchmem
 func BenchmarkAPI(b *testing.B) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path"
@@ -310,7 +311,7 @@ func openStore(ctx context.Context, dsn string, maxConns int) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := st.fillDocs(ctx); err != nil {
+	if _, err := st.fillDocs(ctx, slog.New(slog.DiscardHandler)); err != nil {
 		st.close()
 		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
@@ -915,36 +916,47 @@ func (st *store) book(ctx context.Context, id int64) (book, error) {
 }
 
 // writeDoc reads book id as it now stands and stores its doc, the book as
-// every answer writes it (see migrations/0004_book_docs.sql), in tx: the
-// transaction that changed it.
+// every answer writes it (see migrations/0004_book_docs.sql), with the
+// format version it was written in (docVersion), in tx: the transaction
+// that changed it.
 func writeDoc(ctx context.Context, tx *sql.Tx, id int64) (book, error) {
 	b, err := scanBook(tx.QueryRowContext(ctx, selectBookByID, id))
 	if err != nil {
 		return book{}, fmt.Errorf("book by id: %w", classify(err))
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE books SET doc = ? WHERE id = ?`, string(appendBook(nil, b)), id); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE books SET doc = ?, doc_version = ? WHERE id = ?`, string(appendBook(nil, b)), docVersion, id); err != nil {
 		return book{}, err
 	}
 	return b, nil
 }
 
-// docBatch is how many missing docs one transaction of fillDocs writes.
+// docBatch is how many docs one transaction of fillDocs writes.
 const docBatch = 500
 
-// fillDocs writes the doc of every book that lacks one: each book stored
-// before docs were, or changed by something other than this service. It
-// reports how many it wrote. With none missing it is one index lookup, and
-// it writes nothing, so a read-only database opens.
-func (st *store) fillDocs(ctx context.Context) (int, error) {
+// staleDoc is the condition of a book whose doc must be written again: it
+// has none (stored before docs were, or changed by something other than
+// this service), or one in a format other than docVersion. Both parts are
+// answered from an index (books_doc_missing, books_doc_version).
+const staleDoc = `(doc IS NULL OR doc_version < ? OR doc_version > ?)`
+
+// fillDocs writes the doc of every book whose doc is missing or in another
+// format than this code's, in batches, and reports how many it wrote. With
+// none stale it is two index lookups, and it writes nothing, so a read-only
+// database opens. A run that takes more than a batch is logged.
+func (st *store) fillDocs(ctx context.Context, log *slog.Logger) (int, error) {
 	var missing bool
-	if err := st.read.lookup(ctx, `SELECT EXISTS (SELECT 1 FROM books WHERE doc IS NULL)`).Scan(&missing); err != nil {
+	if err := st.read.lookup(ctx, `SELECT EXISTS (SELECT 1 FROM books WHERE `+staleDoc+`)`, docVersion, docVersion).Scan(&missing); err != nil {
 		return 0, fmt.Errorf("fill book docs: %w", classify(err))
 	}
 	filled := 0
+	start := time.Now()
 	for missing {
 		n := 0
+		if filled > 0 && filled%(20*docBatch) == 0 {
+			log.Info("writing book docs", "written", filled, "format", docVersion)
+		}
 		err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			rows, err := tx.QueryContext(ctx, `SELECT id FROM books WHERE doc IS NULL ORDER BY id LIMIT ?`, docBatch)
+			rows, err := tx.QueryContext(ctx, `SELECT id FROM books WHERE `+staleDoc+` LIMIT ?`, docVersion, docVersion, docBatch)
 			if err != nil {
 				return err
 			}
@@ -966,7 +978,7 @@ func (st *store) fillDocs(ctx context.Context) (int, error) {
 				// by another instance in between is overwritten by a doc
 				// rendered from the row before it; one filled meanwhile is
 				// left alone.
-				n, err := execCount(ctx, tx, `UPDATE books SET doc = NULL WHERE id = ? AND doc IS NULL`, id)
+				n, err := execCount(ctx, tx, `UPDATE books SET doc = NULL WHERE id = ? AND `+staleDoc, id, docVersion, docVersion)
 				if err != nil {
 					return err
 				}
@@ -985,6 +997,9 @@ func (st *store) fillDocs(ctx context.Context) (int, error) {
 		}
 		filled += n
 		missing = n == docBatch // a short batch was the last
+	}
+	if filled > docBatch {
+		log.Info("wrote book docs", "written", filled, "format", docVersion, "duration", time.Since(start).Round(time.Millisecond))
 	}
 	return filled, nil
 }
@@ -1059,7 +1074,7 @@ func bookPage(sel string, f bookFilter) (string, []any) {
 // Page selections: the columns of each book, or its doc.
 const (
 	selectBooks = `SELECT ` + bookColumns + ` FROM books b JOIN users u ON u.id = b.owner_id`
-	selectDocs  = `SELECT b.doc FROM books b`
+	selectDocs  = `SELECT b.doc, b.doc_version FROM books b`
 )
 
 // queryPage runs a page's statement; a substring search keeps its request's
@@ -1099,7 +1114,8 @@ func (st *store) listBooks(ctx context.Context, f bookFilter) ([]book, error) {
 // is the id of the page's last book, and more reports whether any book
 // follows it. It reads each book's doc, one column, and copies it as it is,
 // which costs much less than reading the columns and writing the JSON
-// (BenchmarkAPI's list-100). A page with a book whose doc is missing is read
+// (BenchmarkAPI's list-100). A page with a book whose doc is missing, or in
+// another format than docVersion (written by another version), is read
 // again from the columns, so every page comes whole from one snapshot.
 func (st *store) appendBooks(ctx context.Context, dst []byte, f bookFilter) (_ []byte, last int64, more bool, err error) {
 	start := len(dst)
@@ -1111,6 +1127,7 @@ func (st *store) appendBooks(ctx context.Context, dst []byte, f bookFilter) (_ [
 	}
 	defer rows.Close()
 	var doc sql.RawBytes
+	var version int
 	n, lastDoc := 0, start
 	complete := true
 	for rows.Next() {
@@ -1118,10 +1135,10 @@ func (st *store) appendBooks(ctx context.Context, dst []byte, f bookFilter) (_ [
 			more = true
 			break
 		}
-		if err := rows.Scan(&doc); err != nil {
+		if err := rows.Scan(&doc, &version); err != nil {
 			return dst[:start], 0, false, fmt.Errorf("list books: %w", classify(err))
 		}
-		if doc == nil {
+		if doc == nil || version != docVersion {
 			complete = false
 			break
 		}

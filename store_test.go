@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -1134,7 +1136,7 @@ func TestStoreBookDocsNeverStale(t *testing.T) {
 			t.Errorf("after %s: %d books without a doc, want %d", change.sql, n, change.cleared)
 		}
 		checkAll("changed " + change.name)
-		n, err := st.fillDocs(ctx)
+		n, err := st.fillDocs(ctx, slog.New(slog.DiscardHandler))
 		if err != nil || n != change.cleared {
 			t.Errorf("fillDocs after %s = %d, %v; want %d, nil", change.sql, n, err, change.cleared)
 		}
@@ -1200,4 +1202,52 @@ func TestOpenStoreFillsDocsOfOlderDatabase(t *testing.T) {
 	}
 	checkPage(t, st, bookFilter{Limit: maxLimit})
 	checkPage(t, st, bookFilter{After: docBatch - 2, Limit: 4})
+}
+
+// TestStoreDocsOfOtherFormatsAreRewritten stores docs of an older and of a
+// newer format than docVersion, as another version of bookapi would have:
+// lists never serve them, and fillDocs, which runs at every start, writes
+// them again in this code's format.
+func TestStoreDocsOfOtherFormatsAreRewritten(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "alice", false)
+	var books []book
+	for _, title := range []string{"Dune", "Emma", "Ulysses", "Beloved"} {
+		books = append(books, storeBook(t, st, alice, title, "Someone"))
+	}
+	for i, version := range []int{docVersion - 1, docVersion + 1, 0} {
+		if _, err := st.w.Exec(`UPDATE books SET doc = ?, doc_version = ? WHERE id = ?`,
+			`{"format":"another"}`, version, books[i].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []bookFilter{{Limit: 10}, {Limit: 2}, {Limit: 1, After: books[0].ID}} {
+		checkPage(t, st, f)
+		page, _, _, err := st.appendBooks(ctx, nil, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(page, []byte("another")) {
+			t.Errorf("appendBooks(%+v) served a doc of another format: %s", f, page)
+		}
+	}
+	n, err := st.fillDocs(ctx, slog.New(slog.DiscardHandler))
+	if err != nil || n != 3 {
+		t.Fatalf("fillDocs = %d, %v; want 3 docs written again", n, err)
+	}
+	for _, b := range books {
+		var doc string
+		var version int
+		if err := st.r.QueryRow(`SELECT doc, doc_version FROM books WHERE id = ?`, b.ID).Scan(&doc, &version); err != nil {
+			t.Fatal(err)
+		}
+		if want := string(appendBook(nil, b)); doc != want || version != docVersion {
+			t.Errorf("book %d after fillDocs: doc %s, format %d; want %s, format %d", b.ID, doc, version, want, docVersion)
+		}
+	}
+	if n, err := st.fillDocs(ctx, slog.New(slog.DiscardHandler)); err != nil || n != 0 {
+		t.Errorf("fillDocs again = %d, %v; want 0", n, err)
+	}
 }
