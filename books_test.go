@@ -1579,7 +1579,7 @@ func newBenchServer(b *testing.B, books int) *benchServer {
 	cfg := config{db: filepath.Join(b.TempDir(), "bench.db"), issuer: "bookapi", tokenTTL: time.Hour,
 		refreshTTL: time.Hour, bcryptCost: bcrypt.MinCost, secret: []byte(testSecret),
 		loginMaxFailures: 5, loginMaxAddressFailures: 50, loginWindow: time.Minute}
-	st, err := openStore(context.Background(), cfg.db, defaultMaxConns(cfg.db))
+	st, err := openStore(context.Background(), cfg.db, defaultMaxConns(cfg.db), discardLog())
 	if err != nil {
 		b.Fatal(err)
 	}

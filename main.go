@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "serve":
 		return serve(ctx, rest, getenv, stdout, stderr)
 	case "user":
-		return userCommand(ctx, rest, getenv, stdin, stdout)
+		return userCommand(ctx, rest, getenv, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "bookapi", buildVersion())
 		return nil
@@ -382,7 +382,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	log := newLogger(cfg.logFormat, logs)
 	tuneGC(getenv)
 
-	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns)
+	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns, log)
 	if err != nil {
 		return err
 	}
@@ -448,8 +448,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return nil
 }
 
-// userCommand runs "user add|promote|demote".
-func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
+// userCommand runs "user add|promote|demote". A schema upgrade on opening
+// the database is logged to stderr.
+func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("user: want add, promote or demote")
 	}
@@ -483,7 +484,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 			return errors.New("user add: a user name is 3 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
 		}
 	}
-	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns)
+	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -65,8 +66,8 @@ func postgresName(dsn string) string {
 }
 
 // openPostgres opens a pool of at most maxConns connections to the database
-// at dsn and migrates it.
-func openPostgres(ctx context.Context, dsn string, maxConns int) (*store, error) {
+// at dsn and migrates it, logging the steps that upgrade it to log.
+func openPostgres(ctx context.Context, dsn string, maxConns int, log *slog.Logger) (*store, error) {
 	name := postgresName(dsn)
 	db, err := postgresPool(dsn, maxConns)
 	if err != nil {
@@ -81,7 +82,7 @@ func openPostgres(ctx context.Context, dsn string, maxConns int) (*store, error)
 		db.Close()
 		return nil, err
 	}
-	if err := migratePostgres(ctx, db, sub); err != nil {
+	if err := migratePostgres(ctx, db, sub, log); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
@@ -141,14 +142,16 @@ func postgresPool(dsn string, maxConns int) (*sql.DB, error) {
 // list, each in its own transaction together with its row there. Every
 // transaction first takes an advisory lock, so instances starting at once
 // apply each step once: the others wait, then find it recorded. A database
-// with a step newer than the newest file is refused.
-func migratePostgres(ctx context.Context, db *sql.DB, fsys fs.FS) error {
+// with a step newer than the newest file is refused. Steps that upgrade a
+// database that had a schema are logged (logStep).
+func migratePostgres(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) error {
 	steps, err := migrationSteps(fsys)
 	if err != nil {
 		return err
 	}
+	from := -1 // the version before the first step, once migrateNext has read it
 	for {
-		done, err := migrateNext(ctx, db, fsys, steps)
+		done, err := migrateNext(ctx, db, fsys, steps, log, &from)
 		if err != nil || done {
 			return err
 		}
@@ -156,8 +159,9 @@ func migratePostgres(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 }
 
 // migrateNext applies the first step schema_migrations does not list and
-// reports whether none was left.
-func migrateNext(ctx context.Context, db *sql.DB, fsys fs.FS, steps []migrationStep) (bool, error) {
+// reports whether none was left. *from is the version the database had
+// before the first step; migrateNext sets it on the first call (-1).
+func migrateNext(ctx context.Context, db *sql.DB, fsys fs.FS, steps []migrationStep, log *slog.Logger, from *int) (bool, error) {
 	// READ COMMITTED whatever the server's default: each statement after the
 	// lock must see what the lock's previous holder committed, and a
 	// REPEATABLE READ or SERIALIZABLE transaction would keep the snapshot of
@@ -192,6 +196,10 @@ func migrateNext(ctx context.Context, db *sql.DB, fsys fs.FS, steps []migrationS
 	if err != nil {
 		return false, fmt.Errorf("migrate: %w", err)
 	}
+	if *from < 0 {
+		*from = current
+	}
+	logged := logStep(log, *from, s)
 	if _, err := tx.ExecContext(ctx, string(text)); err != nil {
 		return false, fmt.Errorf("migrate: %s: %w", s.name, err)
 	}
@@ -202,6 +210,7 @@ func migrateNext(ctx context.Context, db *sql.DB, fsys fs.FS, steps []migrationS
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("migrate: %s: %w", s.name, classify(err))
 	}
+	logged()
 	return false, nil
 }
 

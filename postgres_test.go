@@ -345,7 +345,7 @@ func TestPostgresMigrationsMirrorSQLite(t *testing.T) {
 // openPostgresTest opens the store on db, closed by t.Cleanup.
 func openPostgresTest(t *testing.T, db string) *store {
 	t.Helper()
-	st, err := openStore(context.Background(), db, defaultMaxConns(db))
+	st, err := openStore(context.Background(), db, defaultMaxConns(db), discardLog())
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -424,7 +424,7 @@ func TestPostgresMigrate(t *testing.T) {
 		"0002_column.sql": {Data: []byte(`ALTER TABLE log ADD COLUMN note TEXT; INSERT INTO log VALUES (2, 'two');`)},
 		"0003_broken.sql": {Data: []byte(`CREATE TABLE half (x INTEGER); INSERT INTO log VALUES (3); INSERT INTO no_such_table VALUES (1);`)},
 	}
-	err := migratePostgres(ctx, db, steps)
+	err := migratePostgres(ctx, db, steps, discardLog())
 	if err == nil || !strings.Contains(err.Error(), "0003_broken.sql") {
 		t.Fatalf("migrate with a broken 0003: err = %v, want one naming 0003_broken.sql", err)
 	}
@@ -437,7 +437,7 @@ func TestPostgresMigrate(t *testing.T) {
 
 	steps["0003_broken.sql"] = &fstest.MapFile{Data: []byte(`INSERT INTO log VALUES (3, 'three');`)}
 	for range 2 { // the second run has nothing to do
-		if err := migratePostgres(ctx, db, steps); err != nil {
+		if err := migratePostgres(ctx, db, steps, discardLog()); err != nil {
 			t.Fatalf("migrate after fixing 0003: %v", err)
 		}
 	}
@@ -446,11 +446,11 @@ func TestPostgresMigrate(t *testing.T) {
 	}
 
 	delete(steps, "0003_broken.sql")
-	err = migratePostgres(ctx, db, steps)
+	err = migratePostgres(ctx, db, steps, discardLog())
 	if err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("migrate with 2 steps on a database at version 3: err = %v, want one saying it is newer", err)
 	}
-	if err := migratePostgres(ctx, db, fstest.MapFS{"0002_gap.sql": {Data: []byte(`SELECT 1;`)}}); err == nil {
+	if err := migratePostgres(ctx, db, fstest.MapFS{"0002_gap.sql": {Data: []byte(`SELECT 1;`)}}, discardLog()); err == nil {
 		t.Errorf("migrate with a gap in the file names: err = nil, want a refusal")
 	}
 }
@@ -478,7 +478,7 @@ func TestPostgresMigrateConcurrently(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := openStore(context.Background(), db, 2)
+			st, err := openStore(context.Background(), db, 2, discardLog())
 			if err == nil {
 				st.close()
 			}
@@ -538,7 +538,7 @@ func TestPostgresClassify(t *testing.T) {
 	}
 
 	// Nothing listens on port 1.
-	_, err = openStore(ctx, "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=5", 1)
+	_, err = openStore(ctx, "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=5", 1, discardLog())
 	if err == nil || !strings.Contains(err.Error(), "postgres://127.0.0.1:1/postgres") || strings.Contains(err.Error(), "sslmode") {
 		t.Errorf("openStore on a closed port: err = %v, want one naming postgres://127.0.0.1:1/postgres without its parameters", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"path"
 	"sort"
@@ -208,13 +209,14 @@ func sqliteDSN(dsn string, readOnly bool) string {
 // openStore opens the database at dsn, a postgres:// URL or a SQLite file,
 // creating and migrating it as needed and filling the books' missing docs.
 // maxConns sizes PostgreSQL's pool; on SQLite it sizes the read pool, beside
-// the one writer.
-func openStore(ctx context.Context, dsn string, maxConns int) (*store, error) {
+// the one writer. log gets a line before and after each schema step that
+// upgrades an existing database, since one may take minutes.
+func openStore(ctx context.Context, dsn string, maxConns int, log *slog.Logger) (*store, error) {
 	open, name := openSQLite, dsn
 	if isPostgres(dsn) {
 		open, name = openPostgres, postgresName(dsn)
 	}
-	st, err := open(ctx, dsn, maxConns)
+	st, err := open(ctx, dsn, maxConns, log)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +228,7 @@ func openStore(ctx context.Context, dsn string, maxConns int) (*store, error) {
 }
 
 // openSQLite opens and migrates the SQLite file at dsn.
-func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
+func openSQLite(ctx context.Context, dsn string, maxConns int, log *slog.Logger) (*store, error) {
 	w, err := sql.Open("sqlite", sqliteDSN(dsn, false))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", dsn, err)
@@ -244,7 +246,7 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 		w.Close()
 		return nil, err
 	}
-	if err := migrate(ctx, w, sub); err != nil {
+	if err := migrate(ctx, w, sub, log); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", dsn, err)
 	}
@@ -288,8 +290,9 @@ func (st *store) close() error {
 
 // migrate applies every NNNN_*.sql file above the database's user_version,
 // each in its own transaction together with the version bump. A database
-// whose version is newer than the newest file is refused.
-func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
+// whose version is newer than the newest file is refused. Steps that upgrade
+// a database that had a schema are logged (logStep).
+func migrate(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) error {
 	steps, err := migrationSteps(fsys)
 	if err != nil {
 		return err
@@ -306,6 +309,7 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 		if err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
+		done := logStep(log, current, s)
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("migrate: %w", classify(err))
@@ -322,8 +326,25 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("migrate: %s: %w", s.name, classify(err))
 		}
+		done()
 	}
 	return nil
+}
+
+// logStep logs that step s is being applied to a database at schema version
+// current, and returns the function that logs its end and duration. A new
+// database (version 0) is not logged: its tables are empty, so every step
+// is instant, whereas on a database with data a step may rebuild an index
+// over every book and take minutes.
+func logStep(log *slog.Logger, current int, s migrationStep) func() {
+	if current == 0 {
+		return func() {}
+	}
+	log.Info("upgrading database schema", "step", s.name)
+	start := time.Now()
+	return func() {
+		log.Info("upgraded database schema", "step", s.name, "duration", time.Since(start).Round(time.Millisecond))
+	}
 }
 
 // migrationStep is one schema step: file NNNN_*.sql is version NNNN.

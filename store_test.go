@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,7 +22,7 @@ import (
 // t.Cleanup.
 func openTestStore(t *testing.T) *store {
 	t.Helper()
-	st, err := openStore(context.Background(), testDB(t), defaultMaxConns(testDB(t)))
+	st, err := openStore(context.Background(), testDB(t), defaultMaxConns(testDB(t)), discardLog())
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -181,7 +182,9 @@ func TestOpenStoreReopenKeepsData(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := testDB(t)
-	st, err := openStore(ctx, path, defaultMaxConns(path))
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	st, err := openStore(ctx, path, defaultMaxConns(path), log)
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -191,7 +194,7 @@ func TestOpenStoreReopenKeepsData(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 
-	st, err = openStore(ctx, path, defaultMaxConns(path))
+	st, err = openStore(ctx, path, defaultMaxConns(path), log)
 	if err != nil {
 		t.Fatalf("openStore a second time: %v", err)
 	}
@@ -201,6 +204,11 @@ func TestOpenStoreReopenKeepsData(t *testing.T) {
 	}
 	if n := countRows(t, st.r, "books", ""); n != 1 {
 		t.Errorf("books after reopening: %d, want 1", n)
+	}
+	// A new database is created, and one that is up to date opened, in
+	// silence: only upgrades are logged.
+	if strings.Contains(logs.String(), "schema") {
+		t.Errorf("creating and reopening a database logged\n%s\nwant no schema step", logs)
 	}
 }
 
@@ -219,7 +227,7 @@ func TestMigrateAppliesStepsInOrder(t *testing.T) {
 			INSERT INTO log VALUES (3, 'three');`)},
 		"README.md": {Data: []byte("not a migration")},
 	}
-	if err := migrate(ctx, db, steps); err != nil {
+	if err := migrate(ctx, db, steps, discardLog()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	if v := userVersion(t, db); v != 3 {
@@ -243,7 +251,7 @@ func TestMigrateAppliesStepsInOrder(t *testing.T) {
 	}
 
 	// Re-running is a no-op: nothing is applied twice.
-	if err := migrate(ctx, db, steps); err != nil {
+	if err := migrate(ctx, db, steps, discardLog()); err != nil {
 		t.Fatalf("migrate again: %v", err)
 	}
 	if n := countRows(t, db, "log", ""); n != 3 {
@@ -252,7 +260,7 @@ func TestMigrateAppliesStepsInOrder(t *testing.T) {
 
 	// A new step is applied on its own.
 	steps["0004_more.sql"] = &fstest.MapFile{Data: []byte(`INSERT INTO log VALUES (4, 'four');`)}
-	if err := migrate(ctx, db, steps); err != nil {
+	if err := migrate(ctx, db, steps, discardLog()); err != nil {
 		t.Fatalf("migrate with a fourth step: %v", err)
 	}
 	if v, n := userVersion(t, db), countRows(t, db, "log", ""); v != 4 || n != 4 {
@@ -272,7 +280,7 @@ func TestMigrateBrokenStepIsRolledBack(t *testing.T) {
 			INSERT INTO no_such_table VALUES (1);`)},
 		"0003_later.sql": {Data: []byte(`CREATE TABLE later (x INTEGER);`)},
 	}
-	err := migrate(ctx, db, steps)
+	err := migrate(ctx, db, steps, discardLog())
 	if err == nil {
 		t.Fatalf("migrate with a broken 0002: err = nil, want an error")
 	}
@@ -294,7 +302,7 @@ func TestMigrateBrokenStepIsRolledBack(t *testing.T) {
 
 	// Once fixed, migration resumes from the last good step.
 	steps["0002_broken.sql"] = &fstest.MapFile{Data: []byte(`CREATE TABLE half (x INTEGER);`)}
-	if err := migrate(ctx, db, steps); err != nil {
+	if err := migrate(ctx, db, steps, discardLog()); err != nil {
 		t.Fatalf("migrate after fixing 0002: %v", err)
 	}
 	if v := userVersion(t, db); v != 3 {
@@ -324,7 +332,7 @@ func TestMigrateRefusesBadFileNames(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			db := openRawDB(t, filepath.Join(t.TempDir(), "m.db"))
-			err := migrate(context.Background(), db, tt.files)
+			err := migrate(context.Background(), db, tt.files, discardLog())
 			if err == nil {
 				t.Fatalf("migrate(%v): err = nil, want a refusal of the file name", names(tt.files))
 			}
@@ -355,7 +363,7 @@ func TestMigrateRefusesNewerDatabase(t *testing.T) {
 	if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
 		t.Fatalf("set user_version: %v", err)
 	}
-	err := migrate(ctx, db, fstest.MapFS{"0001_a.sql": {Data: []byte("CREATE TABLE a (x);")}})
+	err := migrate(ctx, db, fstest.MapFS{"0001_a.sql": {Data: []byte("CREATE TABLE a (x);")}}, discardLog())
 	if err == nil || !strings.Contains(err.Error(), "99") || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("migrate on user_version 99 with 1 step: err = %v, want an error saying version 99 is newer", err)
 	}
@@ -364,7 +372,7 @@ func TestMigrateRefusesNewerDatabase(t *testing.T) {
 	}
 	db.Close()
 
-	st, err := openStore(ctx, path, defaultMaxConns(path))
+	st, err := openStore(ctx, path, defaultMaxConns(path), discardLog())
 	if err == nil {
 		st.close()
 		t.Fatalf("openStore on user_version 99: err = nil, want a refusal")
@@ -735,12 +743,12 @@ func TestClassifyRealErrors(t *testing.T) {
 	t.Run("read-only file", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "ro.db")
-		rw, err := openStore(ctx, path, defaultMaxConns(path))
+		rw, err := openStore(ctx, path, defaultMaxConns(path), discardLog())
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
 		defer rw.close()
-		ro, err := openStore(ctx, "file:"+path+"?mode=ro", defaultMaxConns("file:"+path+"?mode=ro"))
+		ro, err := openStore(ctx, "file:"+path+"?mode=ro", defaultMaxConns("file:"+path+"?mode=ro"), discardLog())
 		if err != nil {
 			t.Fatalf("openStore(mode=ro) on a migrated file: %v", err)
 		}
@@ -780,7 +788,7 @@ func TestClassifyRealErrors(t *testing.T) {
 	t.Run("busy", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "busy.db")
-		st, err := openStore(ctx, path, defaultMaxConns(path))
+		st, err := openStore(ctx, path, defaultMaxConns(path), discardLog())
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
@@ -824,7 +832,7 @@ func TestClassifyRealErrors(t *testing.T) {
 
 	t.Run("closed store", func(t *testing.T) {
 		t.Parallel()
-		st, err := openStore(ctx, filepath.Join(t.TempDir(), "closed.db"), defaultMaxConns(""))
+		st, err := openStore(ctx, filepath.Join(t.TempDir(), "closed.db"), defaultMaxConns(""), discardLog())
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
@@ -1008,7 +1016,7 @@ func TestGroupCommitIsolatesJobs(t *testing.T) {
 func TestTxAfterClose(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := openStore(ctx, testDB(t), defaultMaxConns(testDB(t)))
+	st, err := openStore(ctx, testDB(t), defaultMaxConns(testDB(t)), discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1118,7 +1126,7 @@ func TestOpenStoreFillsDocsOfOlderDatabase(t *testing.T) {
 		}
 		old[name] = &fstest.MapFile{Data: data}
 	}
-	if err := migrate(ctx, db, old); err != nil {
+	if err := migrate(ctx, db, old, discardLog()); err != nil {
 		t.Fatalf("migrate to version 3: %v", err)
 	}
 	if _, err := db.Exec(`INSERT INTO users (id, public_id, username, username_key, password_hash, created_at)
@@ -1134,11 +1142,17 @@ func TestOpenStoreFillsDocsOfOlderDatabase(t *testing.T) {
 	}
 	db.Close()
 
-	st, err := openStore(ctx, path, defaultMaxConns(path))
+	logs := &syncBuffer{}
+	st, err := openStore(ctx, path, defaultMaxConns(path), slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatalf("openStore on a version 3 database: %v", err)
 	}
 	defer st.close()
+	for _, line := range []string{`msg="upgrading database schema" step=0004_book_docs.sql`, `msg="upgraded database schema" step=0004_book_docs.sql duration=`} {
+		if !strings.Contains(logs.String(), line) {
+			t.Errorf("openStore on a version 3 database logged\n%s\nwant a line with %s", logs, line)
+		}
+	}
 	if n := countRows(t, st.w, "books", "doc IS NULL"); n != 0 {
 		t.Errorf("after openStore: %d of %d books without a doc, want 0", n, docBatch+3)
 	}
