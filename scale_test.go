@@ -121,24 +121,6 @@ func (l *scaleLibrary) author(i int) string {
 	return name
 }
 
-// scaleSchemaFiles returns the migration steps of fsys up to version upTo.
-func scaleSchemaFiles(b *testing.B, fsys fs.FS, upTo int) fstest.MapFS {
-	b.Helper()
-	steps, err := migrationSteps(fsys)
-	if err != nil {
-		b.Fatal(err)
-	}
-	out := fstest.MapFS{}
-	for _, s := range steps[:upTo] {
-		data, err := fs.ReadFile(fsys, s.name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		out[s.name] = &fstest.MapFile{Data: data}
-	}
-	return out
-}
-
 // scaleLoad fills the empty database at dsn with n books at schema version
 // scaleLoadVersion, in large transactions of multi-row INSERTs, and returns
 // how long it took. A database that already holds books is left as it is,
@@ -156,7 +138,7 @@ func scaleLoad(b *testing.B, dsn string, n int) time.Duration {
 		defer db.Close()
 		scaleCreateSchema(b, db, dsn)
 		sub, _ := fs.Sub(postgresMigrationFiles, "migrations/postgres")
-		schema = scaleSchemaFiles(b, sub, scaleLoadVersion)
+		schema = schemaUpTo(b, sub, scaleLoadVersion)
 		var tables int
 		if err := db.QueryRow(`SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'books'`).Scan(&tables); err != nil {
 			b.Fatal(err)
@@ -183,7 +165,7 @@ func scaleLoad(b *testing.B, dsn string, n int) time.Duration {
 			}
 		}
 		sub, _ := fs.Sub(migrationFiles, "migrations")
-		schema = scaleSchemaFiles(b, sub, scaleLoadVersion)
+		schema = schemaUpTo(b, sub, scaleLoadVersion)
 		var version int
 		if err := db.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil {
 			b.Fatal(err)

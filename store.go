@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -155,7 +156,7 @@ type book struct {
 type bookFilter struct {
 	After  int64
 	Limit  int
-	Q      string // substring of title or author, any letter case
+	Q      string // substring of title or author, any letter case (see minSearchLen)
 	Author string // exact author, any letter case
 	Owner  string // username, any letter case
 }
@@ -925,14 +926,45 @@ func likePattern(s string) string {
 	return "%" + r.Replace(s) + "%"
 }
 
+// minSearchLen is the shortest q, in characters (code points), the search
+// index answers: a trigram index knows nothing shorter than a trigram.
+const minSearchLen = 3
+
+// searchPhrase quotes s as one FTS5 phrase, in which every character is
+// text, operators, stars and quotes included: a double quote is doubled.
+// A NUL would end the query text, so it becomes U+0001, as in likePattern.
+func searchPhrase(s string) string {
+	return `"` + strings.NewReplacer(`"`, `""`, "\x00", "\x01").Replace(s) + `"`
+}
+
 // bookPage returns the statement and arguments that select the page f
 // describes, in id order: sel is the SELECT ... FROM books b part, which may
-// join users u for the owner's name.
-func bookPage(sel string, f bookFilter) (string, []any) {
+// join users u for the owner's name. postgres says which database runs it.
+//
+// A substring search is the LIKE condition on the folded keys on both
+// databases: the exact answer. On PostgreSQL the trigram indexes serve that
+// condition itself (migrations/postgres/0005_search.sql). On SQLite a
+// search of at least minSearchLen characters, with no author or owner, also
+// joins books_search (migrations/0005_search.sql) on the phrase of its
+// trigrams and pages by its rowids, which FTS5 yields in order: a term found
+// in half the books reads one page of them, a rare one only its own books.
+// With an author or owner, that filter's index leads, as before, reading
+// that author's or owner's books: a join would add a lookup in the search
+// index for each of them.
+func bookPage(sel string, f bookFilter, postgres bool) (string, []any) {
 	var q strings.Builder
-	args := []any{f.After}
+	var args []any
 	q.WriteString(sel)
-	q.WriteString(` WHERE b.id > ?`)
+	id := "b.id"
+	if !postgres && f.Author == "" && f.Owner == "" && utf8.RuneCountInString(f.Q) >= minSearchLen {
+		q.WriteString(` JOIN books_search s ON s.rowid = b.id WHERE books_search MATCH ? AND`)
+		args = append(args, searchPhrase(foldKey(f.Q)))
+		id = "s.rowid"
+	} else {
+		q.WriteString(` WHERE`)
+	}
+	q.WriteString(` ` + id + ` > ?`)
+	args = append(args, f.After)
 	if f.Q != "" {
 		q.WriteString(` AND (b.title_key LIKE ? ESCAPE '\' OR b.author_key LIKE ? ESCAPE '\')`)
 		p := likePattern(foldKey(f.Q))
@@ -946,7 +978,7 @@ func bookPage(sel string, f bookFilter) (string, []any) {
 		q.WriteString(` AND b.owner_id = (SELECT id FROM users WHERE username_key = ?)`)
 		args = append(args, foldKey(f.Owner))
 	}
-	q.WriteString(` ORDER BY b.id LIMIT ?`)
+	q.WriteString(` ORDER BY ` + id + ` LIMIT ?`)
 	return q.String(), append(args, f.Limit)
 }
 
@@ -956,10 +988,12 @@ const (
 	selectDocs  = `SELECT b.doc FROM books b`
 )
 
-// queryPage runs a page's statement; a substring search keeps its request's
-// context, as no index serves it and it may read every book.
+// queryPage runs a page's statement. A substring search keeps its request's
+// context: with an author or owner it reads all of theirs, and on
+// PostgreSQL a pattern without a whole trigram (pg_trgm takes letters and
+// digits only) reads every entry of the indexes.
 func (st *store) queryPage(ctx context.Context, sel string, f bookFilter) (*sql.Rows, error) {
-	query, args := bookPage(sel, f)
+	query, args := bookPage(sel, f, st.postgres)
 	if f.Q != "" {
 		return st.read.QueryAbortable(ctx, query, args...)
 	}
