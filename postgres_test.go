@@ -127,6 +127,7 @@ func postgresTests() []namedTest {
 		{"TestStoreUsernamesUniqueInAnyCase", TestStoreUsernamesUniqueInAnyCase},
 		{"TestStoreTitlesUniqueInUnicodeCase", TestStoreTitlesUniqueInUnicodeCase},
 		{"TestStoreDeleteUserCascades", TestStoreDeleteUserCascades},
+		{"TestStoreUserBookCounts", TestStoreUserBookCounts},
 		{"TestStoreModifyBookRules", TestStoreModifyBookRules},
 		{"TestStoreListBooksFilters", TestStoreListBooksFilters},
 		{"TestStoreBookDocsNeverStale", TestStoreBookDocsNeverStale},
@@ -583,7 +584,7 @@ func TestPostgresClassify(t *testing.T) {
 	}
 	u.Path = "/bookapi_no_such_database"
 	refused := pgRaw(t, u.String())
-	if _, err := userInfo(ctx, refused, "p"); !errors.Is(err, errUnavailable) {
+	if _, err := userInfo(ctx, refused, true, "p"); !errors.Is(err, errUnavailable) {
 		t.Errorf("read with the connection refused by the server: err = %v, want errUnavailable", err)
 	}
 	gone := &store{postgres: true, w: refused}

@@ -690,12 +690,21 @@ type querier interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }
 
-const userInfoQuery = `SELECT ` + userColumns + `, (SELECT COUNT(*) FROM books b WHERE b.owner_id = u.id) FROM users u `
+// userInfoQuery returns the SELECT ... FROM users u that reads users with
+// their book counts: SQLite keeps each count in the user's row
+// (migrations/0006_book_counts.sql), PostgreSQL counts over books_owner.
+func userInfoQuery(postgres bool) string {
+	if postgres {
+		return `SELECT ` + userColumns + `, (SELECT COUNT(*) FROM books b WHERE b.owner_id = u.id) FROM users u `
+	}
+	return `SELECT ` + userColumns + `, u.book_count FROM users u `
+}
 
-// userInfo returns one user with their book count, by public id.
-func userInfo(ctx context.Context, q querier, publicID string) (user, error) {
+// userInfo returns one user with their book count, by public id; postgres
+// says which database q reads.
+func userInfo(ctx context.Context, q querier, postgres bool, publicID string) (user, error) {
 	var n int
-	u, err := scanUser(q.QueryRowContext(ctx, userInfoQuery+`WHERE u.public_id = ?`, publicID), &n)
+	u, err := scanUser(q.QueryRowContext(ctx, userInfoQuery(postgres)+`WHERE u.public_id = ?`, publicID), &n)
 	if err != nil {
 		return user{}, fmt.Errorf("user by public id: %w", classify(err))
 	}
@@ -713,7 +722,7 @@ func (st *store) listUsers(ctx context.Context, after string, limit int) ([]user
 			return nil, fmt.Errorf("list users: %w", classify(err))
 		}
 	}
-	rows, err := st.read.QueryContext(ctx, userInfoQuery+`WHERE u.id > ? ORDER BY u.id LIMIT ?`, afterID, limit)
+	rows, err := st.read.QueryContext(ctx, userInfoQuery(st.postgres)+`WHERE u.id > ? ORDER BY u.id LIMIT ?`, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", classify(err))
 	}
@@ -745,7 +754,7 @@ func (st *store) setAdmin(ctx context.Context, publicID string, admin bool) (use
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return errors.Join(err, errNotFound)
 		}
-		u, err = userInfo(ctx, tx, publicID)
+		u, err = userInfo(ctx, tx, st.postgres, publicID)
 		return err
 	})
 	if err != nil {

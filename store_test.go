@@ -742,7 +742,7 @@ func TestStoreLookupsOfUnstorableText(t *testing.T) {
 		if _, _, err := st.credentials(ctx, s); !errors.Is(err, errNotFound) {
 			t.Errorf("credentials(%q): err = %v, want errNotFound", s, err)
 		}
-		if _, err := userInfo(ctx, st.read, s); !errors.Is(err, errNotFound) {
+		if _, err := userInfo(ctx, st.read, st.postgres, s); !errors.Is(err, errNotFound) {
 			t.Errorf("userInfo(%q): err = %v, want errNotFound", s, err)
 		}
 		if _, err := st.setAdmin(ctx, s, true); !errors.Is(err, errNotFound) {
@@ -1254,6 +1254,54 @@ func TestOpenStoreBuildsSearchIndexOfOlderDatabase(t *testing.T) {
 		checkScan(t, st, f)
 	}
 	checkSearchIndex(t, st)
+	if users, err := st.listUsers(ctx, "", 10); err != nil || len(users) != 1 || users[0].Books != 4 {
+		t.Errorf("listUsers after the upgrade = %+v, %v; want Ann with 4 books", users, err)
+	}
+}
+
+// TestStoreUserBookCounts holds the book counts of the admin list to a
+// COUNT(*) of each user's books through creates, deletes, a change of owner
+// behind the service's back, and the deletion of a user with their books.
+func TestStoreUserBookCounts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	users := []user{storeUser(t, st, "alice", false), storeUser(t, st, "bob", false), storeUser(t, st, "carol", false)}
+	var ids []int64
+	for i := range 12 {
+		ids = append(ids, storeBook(t, st, users[i%3], fmt.Sprintf("Book %d", i), "A").ID)
+	}
+	check := func(when string) {
+		t.Helper()
+		listed, err := st.listUsers(ctx, "", 100)
+		if err != nil {
+			t.Fatalf("%s: listUsers: %v", when, err)
+		}
+		for _, u := range listed {
+			if want := countRows(t, st.r, "books", "owner_id = ?", u.ID); u.Books != want {
+				t.Errorf("%s: listUsers: %s has %d books, want %d", when, u.Username, u.Books, want)
+			}
+			one, err := userInfo(ctx, st.read, st.postgres, u.PublicID)
+			if err != nil || one.Books != u.Books {
+				t.Errorf("%s: userInfo(%s) = %d books, %v; want %d", when, u.Username, one.Books, err, u.Books)
+			}
+		}
+	}
+	check("after creates")
+	for _, id := range ids[:3] {
+		if err := st.deleteBook(ctx, id, users[0]); err != nil && !errors.Is(err, errNotOwner) {
+			t.Fatal(err)
+		}
+	}
+	check("after deletes")
+	if _, err := st.w.ExecContext(ctx, `UPDATE books SET owner_id = ? WHERE id = ?`, users[1].ID, ids[5]); err != nil {
+		t.Fatal(err)
+	}
+	check("after a change of owner in SQL")
+	if _, err := st.deleteUser(ctx, users[2].PublicID); err != nil {
+		t.Fatal(err)
+	}
+	check("after deleting a user")
 }
 
 // TestOpenStoreFillsDocsOfOlderDatabase opens a database last migrated by a
