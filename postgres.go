@@ -348,7 +348,13 @@ func (c *pgConn) QueryContext(ctx context.Context, query string, args []driver.N
 // refuses control characters and invalid UTF-8 in them), so such a string
 // reaches the database only to be looked up, and the lookup finds nothing
 // instead of failing, as on SQLite.
+//
+// A pgx.QueryExecMode passes as it is: pgx takes it, as the first argument,
+// for how to run the query (queryFreshPlan).
 func (c *pgConn) CheckNamedValue(nv *driver.NamedValue) error {
+	if _, ok := nv.Value.(pgx.QueryExecMode); ok {
+		return nil
+	}
 	v, err := driver.DefaultParameterConverter.ConvertValue(nv.Value)
 	if err != nil {
 		return err
@@ -366,6 +372,18 @@ func (c *pgConn) CheckNamedValue(nv *driver.NamedValue) error {
 	}
 	nv.Value = v
 	return nil
+}
+
+// queryFreshPlan runs a read on PostgreSQL as an unnamed statement, which
+// the server plans for the values it is given, every time. A prepared
+// statement is planned for its values only its first five times; after
+// that PostgreSQL may keep a generic plan, made for no value in
+// particular, if it looks no dearer. For a search that plan reads the books
+// in id order and tests each against the pattern whatever it is: right for
+// a term in half the books, a read of every book for a rare one (at 10,000
+// books, 6.5 ms rather than 1.8 ms; at a million, the whole table).
+func queryFreshPlan(ctx context.Context, db *sql.DB, query string, args ...any) (*sql.Rows, error) {
+	return db.QueryContext(ctx, query, append([]any{pgx.QueryExecModeExec}, args...)...)
 }
 
 // numberPlaceholders rewrites each ? of query outside quotes and comments as

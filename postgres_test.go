@@ -698,6 +698,46 @@ func TestPostgresSearchUsesIndexes(t *testing.T) {
 	}
 }
 
+// TestPostgresSearchPlannedEachTime checks that a search runs as an
+// unnamed statement, which PostgreSQL plans for its pattern every time,
+// rather than as a prepared one, for which it may keep a plan made for no
+// pattern (queryFreshPlan): on a pool of one connection, ten searches leave
+// no prepared statement with the search's condition, while ten lists by
+// author leave theirs.
+func TestPostgresSearchPlannedEachTime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := postgresDB(t)
+	st, err := openStore(ctx, db, 1, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	alice := storeUser(t, st, "alice", false)
+	storeBook(t, st, alice, "The Quokka", "Ann")
+	prepared := func(like string) int {
+		t.Helper()
+		var n int
+		if err := st.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_prepared_statements WHERE statement LIKE ?`, like).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, f := range []bookFilter{{Q: "quokka", Limit: 10}, {Author: "ann", Limit: 10}} {
+		for range 10 {
+			if books, err := st.listBooks(ctx, f); err != nil || len(books) != 1 {
+				t.Fatalf("listBooks(%+v) = %d books, %v; want 1", f, len(books), err)
+			}
+		}
+	}
+	if n := prepared(`%title_key LIKE%`); n != 0 {
+		t.Errorf("after 10 searches: %d prepared statements search, want 0", n)
+	}
+	if n := prepared(`%author_key = %`); n == 0 {
+		t.Errorf("after 10 lists by author: no prepared statement lists by author; want the reader's")
+	}
+}
+
 // pgInstance is one of the instances of TestPostgresSeveralInstances.
 type pgInstance struct {
 	name string

@@ -1000,10 +1000,15 @@ const (
 // queryPage runs a page's statement. A substring search keeps its request's
 // context: with an author or owner it reads all of theirs, and on
 // PostgreSQL a pattern without a whole trigram (pg_trgm takes letters and
-// digits only) reads every entry of the indexes.
+// digits only) reads every book. On PostgreSQL it is planned for its
+// pattern each time (queryFreshPlan): whether the trigram indexes or the id
+// order serve it best depends on how many books hold the pattern.
 func (st *store) queryPage(ctx context.Context, sel string, f bookFilter) (*sql.Rows, error) {
 	query, args := bookPage(sel, f, st.postgres)
-	if f.Q != "" {
+	switch {
+	case f.Q != "" && st.postgres:
+		return queryFreshPlan(ctx, st.r, query, args...)
+	case f.Q != "":
 		return st.read.QueryAbortable(ctx, query, args...)
 	}
 	return st.read.QueryContext(ctx, query, args...)
