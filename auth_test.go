@@ -2178,7 +2178,7 @@ func BenchmarkLoginFlood(b *testing.B) {
 		bcryptCost: 10, secret: []byte(testSecret),
 		loginMaxFailures: 5, loginMaxAddressFailures: 50, loginWindow: time.Minute,
 	}
-	st, err := openStore(context.Background(), cfg.db, defaultMaxConns(cfg.db))
+	st, err := openStore(context.Background(), cfg.db, defaultMaxConns(cfg.db), discardLog())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -2266,7 +2266,7 @@ func BenchmarkLoginEnumeration(b *testing.B) {
 		bcryptCost: 10, secret: []byte(testSecret),
 		loginMaxFailures: 1 << 30, loginMaxAddressFailures: 1 << 30, loginWindow: time.Minute,
 	}
-	st, err := openStore(context.Background(), cfg.db, defaultMaxConns(cfg.db))
+	st, err := openStore(context.Background(), cfg.db, defaultMaxConns(cfg.db), discardLog())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -279,7 +279,9 @@ func nextLink(path string, limit int, after string, keep url.Values) string {
 	return b.String()
 }
 
-// listBooks answers a page of books in id order, filtered by q, author and owner.
+// listBooks answers a page of books in id order, filtered by q, author and
+// owner. A q shorter than minSearchLen characters, or empty, is refused: the
+// search index cannot answer it, and a read of every book would.
 func (s *server) listBooks(w http.ResponseWriter, r *http.Request, _ user) error {
 	q := r.URL.Query()
 	limit, err := parseLimit(q)
@@ -293,7 +295,12 @@ func (s *server) listBooks(w http.ResponseWriter, r *http.Request, _ user) error
 			return badRequest("Parameter \"after\" must be a book id (a whole number, 0 or more).")
 		}
 	}
-	f.Q = q.Get("q")
+	if q.Has("q") {
+		f.Q = q.Get("q")
+		if utf8.RuneCountInString(f.Q) < minSearchLen {
+			return badRequest("Parameter \"q\" must be at least %d characters.", minSearchLen)
+		}
+	}
 	f.Author = strings.TrimSpace(q.Get("author"))
 	f.Owner = strings.TrimSpace(q.Get("owner"))
 	buf := s.bodies.Get().(*[]byte)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +22,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -1120,6 +1123,11 @@ func TestBooksList(t *testing.T) {
 			{"after negative", "after=-1", "after"},
 			{"after empty", "after=", "after"},
 			{"after fraction", "after=1.5", "after"},
+			{"q empty", "q=", "q"},
+			{"q of one character", "q=a", "q"},
+			{"q of two characters", "q=du", "q"},
+			{"q of two characters in four bytes", "q=%C3%A4%C3%B6", "q"},
+			{"q of a letter and a combining mark", "q=e%CC%81", "q"},
 		}
 		for _, tc := range bad {
 			t.Run("bad/"+tc.name, func(t *testing.T) {
@@ -1149,13 +1157,16 @@ func TestBooksList(t *testing.T) {
 			{"q substring", url.Values{"q": {"une"}}, []string{"Dune", "Dune Messiah"}},
 			{"q unicode case", url.Values{"q": {"ÄRGER"}}, []string{"Ärger im Büro"}},
 			{"q unicode lower case", url.Values{"q": {"büro"}}, []string{"Ärger im Büro"}},
-			{"q percent is literal", url.Values{"q": {"%"}}, []string{"100% Pure"}},
+			{"q percent is literal", url.Values{"q": {"% P"}}, []string{"100% Pure"}},
 			{"q percent inside is literal", url.Values{"q": {"100%"}}, []string{"100% Pure"}},
-			{"q underscore is literal", url.Values{"q": {"_"}}, []string{"100 Pure Days"}},
+			{"q underscore is literal", url.Values{"q": {"_sm"}}, []string{"100 Pure Days"}},
 			{"q underscore inside is literal", url.Values{"q": {"n_s"}}, []string{"100 Pure Days"}},
-			{"q backslash is literal", url.Values{"q": {`\`}}, nil},
+			{"q backslash is literal", url.Values{"q": {`n\_s`}}, nil},
+			{"q star is literal", url.Values{"q": {"une*"}}, nil},
+			{"q quotes are literal", url.Values{"q": {`"dune"`}}, nil},
+			{"q OR is literal", url.Values{"q": {"dune OR hobbit"}}, nil},
+			{"q three characters in six bytes", url.Values{"q": {"BÜR"}}, []string{"Ärger im Büro"}},
 			{"q no match", url.Values{"q": {"zzz"}}, nil},
-			{"q empty", url.Values{"q": {""}}, []string{"The Hobbit", "Dune", "100% Pure", "100 Pure Days", "Ärger im Büro", "Dune Messiah", "Children"}},
 			{"author exact", url.Values{"author": {"Frank Herbert"}}, []string{"Dune", "Dune Messiah"}},
 			{"author other case", url.Values{"author": {"fRANK hERBERT"}}, []string{"Dune", "Dune Messiah"}},
 			{"author of mixed cases", url.Values{"author": {"ann smith"}}, []string{"100% Pure", "Ärger im Büro"}},
@@ -1169,7 +1180,7 @@ func TestBooksList(t *testing.T) {
 			{"q and owner", url.Values{"q": {"dune"}, "owner": {"bob"}}, []string{"Dune"}},
 			{"author and owner", url.Values{"author": {"frank herbert"}, "owner": {"alice"}}, []string{"Dune Messiah"}},
 			{"q and author", url.Values{"q": {"pure"}, "author": {"ann smith"}}, []string{"100% Pure"}},
-			{"all three", url.Values{"q": {"e"}, "author": {"Frank Herbertson"}, "owner": {"Bob"}}, []string{"Children"}},
+			{"all three", url.Values{"q": {"ert"}, "author": {"Frank Herbertson"}, "owner": {"Bob"}}, []string{"Children"}},
 			{"all three, no match", url.Values{"q": {"100"}, "author": {"ann smith"}, "owner": {"bob"}}, nil},
 		}
 		for _, tc := range filters {
@@ -1243,6 +1254,172 @@ func TestBooksList(t *testing.T) {
 		bookDo(t, ts, "GET", "/bookapi/books", nil).
 			wantError(t, http.StatusUnauthorized, "token_missing", bookMsgNoToken)
 	})
+}
+
+// searchPieces are what TestBooksSearchMatchesScan makes titles, authors and
+// searches of: letters whose case mappings are not one to one (ß and ẞ,
+// final sigma, dotted and dotless i, the Kelvin sign, a titlecase digraph, a
+// ligature), precomposed and combining accents, emoji, LIKE's and FTS5's
+// metacharacters and operators, and plain words in several cases.
+func searchPieces() []string {
+	return []string{
+		"a", "B", "c", "ß", "SS", "ss", "ẞ", "Σ", "σ", "ς", "İ", "ı", "i", "I", "\u212a", "k", "K",
+		"é", "e\u0301", "É", "ǅ", "ǆ", "ﬁ", "Ά", "ά", "ΐ", "Ä", "ä", "a\u0308", "ö", "😀", "👍🏽",
+		"%", "_", `\`, "'", `"`, "*", " ", "(", ")", ":", "^", "+", "-", "{", "}",
+		"AND", "NEAR", "OR", "NOT", "the", "The", "THE", "İstanbul", "Straße", "STRASSE", "Σίσυφος",
+	}
+}
+
+// TestBooksSearchMatchesScan holds every answer to q to a scan in Go of the
+// books the test knows it stored (strings.Contains over foldKey of title and
+// author, in id order), over random titles and authors made of
+// searchPieces, alone and with author, owner, after and a small limit whose
+// Link pages are followed to the end. It checks again after creates, after
+// PATCHes of titles and authors, after deletes of books, and after the
+// deletion of a user with their books, so the search index must follow each.
+func TestBooksSearchMatchesScan(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	admin := ts.newAdmin(t, "admin")
+	owners := []string{"Ann", "bob", "Carol"}
+	tokens := map[string]string{}
+	for _, o := range owners {
+		tokens[o] = ts.newUser(t, o)
+	}
+	rng := rand.New(rand.NewPCG(16, 3))
+	pieces := searchPieces()
+	text := func(most int) string {
+		for {
+			var b strings.Builder
+			for range 1 + rng.IntN(most) {
+				b.WriteString(pieces[rng.IntN(len(pieces))])
+			}
+			if s := strings.TrimSpace(b.String()); s != "" && utf8.RuneCountInString(s) <= maxTextLen {
+				return s
+			}
+		}
+	}
+	type entry struct{ title, author, owner string }
+	lib := map[int64]entry{} // what the test stored, by id
+	create := func(owner string) {
+		x := bookDo(t, ts, "POST", "/bookapi/books", map[string]string{"title": text(8), "author": text(4)}, bearer(tokens[owner])...)
+		if x.status == http.StatusConflict { // a title taken in another case
+			return
+		}
+		x.mustStatus(t, http.StatusCreated)
+		b := x.book(t)
+		lib[b.id] = entry{b.title, b.author, b.owner}
+	}
+	pick := func() int64 {
+		ids := slices.Sorted(maps.Keys(lib))
+		return ids[rng.IntN(len(ids))]
+	}
+	// scan is every book the test stored that f selects, in id order.
+	scan := func(f bookFilter) []int64 {
+		var ids []int64
+		for _, id := range slices.Sorted(maps.Keys(lib)) {
+			if e := lib[id]; scanMatch(f, id, e.title, e.author, e.owner) {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	check := func(stage string) {
+		t.Helper()
+		found := 0 // searches that find a book: the pieces of stored text at least
+		queries := []string{"%%%", "___", `\\\`, `"""`, "***", "and", "NEAR", "ß s", "STRASSE", "σς", "e\u0301e"}
+		for range 20 { // pieces of stored titles and authors, as stored or in another case: found
+			e := lib[pick()]
+			s := []rune([]string{e.title, e.author}[rng.IntN(2)])
+			if len(s) < minSearchLen {
+				continue
+			}
+			start := rng.IntN(len(s) - minSearchLen + 1)
+			sub := string(s[start : start+minSearchLen+rng.IntN(len(s)-start-minSearchLen+1)])
+			queries = append(queries, []func(string) string{strings.ToUpper, strings.ToLower, strings.Clone}[rng.IntN(3)](sub))
+		}
+		for range 10 { // made of pieces: mostly found nowhere
+			queries = append(queries, text(4))
+		}
+		for _, q := range queries {
+			if utf8.RuneCountInString(q) < minSearchLen {
+				continue
+			}
+			anyAuthor := []func(string) string{strings.ToUpper, strings.ToLower, strings.Clone}[rng.IntN(3)](lib[pick()].author)
+			after := pick()
+			for _, v := range []struct {
+				query url.Values
+				f     bookFilter // what the query selects
+			}{
+				{url.Values{"limit": {"1000"}}, bookFilter{}},
+				{url.Values{"limit": {"2"}}, bookFilter{}},
+				{url.Values{"limit": {"1000"}, "author": {anyAuthor}}, bookFilter{Author: anyAuthor}},
+				{url.Values{"limit": {"3"}, "owner": {"ann"}}, bookFilter{Owner: "ann"}},
+				{url.Values{"limit": {"1000"}, "after": {strconv.FormatInt(after, 10)}}, bookFilter{After: after}},
+			} {
+				v.query.Set("q", q)
+				v.f.Q = q
+				path := "/bookapi/books?" + v.query.Encode()
+				books, _ := bookWalk(t, ts, admin, path)
+				want := scan(v.f)
+				if got := bookIDs(books); !slices.Equal(got, want) {
+					t.Errorf("%s: walk %s: ids %v, want %v (q %q)", stage, path, got, want, q)
+				}
+				if len(want) > 0 {
+					found++
+				}
+			}
+		}
+		if found < 20 {
+			t.Errorf("%s: %d searches found a book, want at least the 20 made of stored text", stage, found)
+		}
+		checkSearchIndex(t, ts.s.db)
+	}
+
+	for i := range 150 {
+		create(owners[i%len(owners)])
+	}
+	check("after creates")
+
+	for range 40 {
+		id := pick()
+		change := map[string]string{}
+		switch rng.IntN(3) {
+		case 0:
+			change["title"] = text(8)
+		case 1:
+			change["author"] = text(4)
+		default:
+			change["title"], change["author"] = text(8), text(4)
+		}
+		token := admin
+		if rng.IntN(2) == 0 {
+			token = tokens[lib[id].owner]
+		}
+		x := bookDo(t, ts, "PATCH", bookPath(id), change, bearer(token)...)
+		if x.status == http.StatusConflict {
+			continue
+		}
+		x.mustStatus(t, http.StatusOK)
+		b := x.book(t)
+		lib[id] = entry{b.title, b.author, b.owner}
+	}
+	check("after PATCHes")
+
+	for range 15 {
+		id := pick()
+		bookDo(t, ts, "DELETE", bookPath(id), nil, bearer(tokens[lib[id].owner])...).mustStatus(t, http.StatusOK)
+		delete(lib, id)
+	}
+	check("after deletes")
+
+	carol := ts.do(t, "GET", "/me", nil, bearer(tokens["Carol"])...).json(t)["public_id"].(string)
+	bookDo(t, ts, "DELETE", "/admin/users/"+carol, nil, bearer(admin)...).mustStatus(t, http.StatusOK)
+	maps.DeleteFunc(lib, func(_ int64, e entry) bool { return e.owner == "Carol" })
+	for i := range 20 {
+		create(owners[i%2])
+	}
+	check("after a user's deletion")
 }
 
 // bookHugeBody returns a JSON object of exactly n bytes whose author is
@@ -1580,7 +1757,7 @@ func newBenchServer(b *testing.B, books int) *benchServer {
 	cfg := config{db: filepath.Join(b.TempDir(), "bench.db"), issuer: "bookapi", tokenTTL: time.Hour,
 		refreshTTL: time.Hour, bcryptCost: bcrypt.MinCost, secret: []byte(testSecret),
 		loginMaxFailures: 5, loginMaxAddressFailures: 50, loginWindow: time.Minute}
-	st, err := openStore(context.Background(), cfg.db, defaultMaxConns(cfg.db))
+	st, err := openStore(context.Background(), cfg.db, defaultMaxConns(cfg.db), discardLog())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -484,7 +484,7 @@ func serve(ctx context.Context, cmdline, args []string, getenv func(string) stri
 	cfg.cmdline = cmdline
 	log := newLogger(cfg.logFormat, stderr)
 
-	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns)
+	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns, log)
 	if err != nil {
 		return err
 	}
@@ -554,7 +554,8 @@ func serve(ctx context.Context, cmdline, args []string, getenv func(string) stri
 }
 
 // userCommand runs "user add|promote|demote". user add prompts for the
-// password on stderr when stdin is a terminal.
+// password on stderr when stdin is a terminal. A schema upgrade on opening
+// the database is logged to stderr.
 func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("user: want add, promote or demote")
@@ -589,7 +590,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 			return errors.New("user add: a user name is 3 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
 		}
 	}
-	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns)
+	st, err := openStore(ctx, cfg.db, cfg.dbMaxConns, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}

@@ -167,7 +167,7 @@ func (r *ttyRun) shown(t *testing.T) string {
 // userHash returns alice's password hash in db, or "" when she does not exist.
 func userHash(t *testing.T, db string) string {
 	t.Helper()
-	st, err := openStore(context.Background(), db, defaultMaxConns(db))
+	st, err := openStore(context.Background(), db, defaultMaxConns(db), discardLog())
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}

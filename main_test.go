@@ -82,8 +82,11 @@ type testServer struct {
 	path  string // the database file or URL
 }
 
+// discardLog returns a logger for tests that read none of its lines.
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
 // testDB returns a new, empty database for t: a SQLite file in t.TempDir(),
-// or, when t runs under TestPostgres, a PostgreSQL schema of its own.
+// or, with TEST_DATABASE_URL set (onPostgres), a PostgreSQL schema of its own.
 func testDB(t *testing.T) string {
 	t.Helper()
 	if onPostgres() {
@@ -124,16 +127,17 @@ func newTestServer(t *testing.T) *testServer {
 // newTestServerWith starts a server with cfg; it is closed by t.Cleanup.
 func newTestServerWith(t *testing.T, cfg config) *testServer {
 	t.Helper()
-	st, err := openStore(context.Background(), cfg.db, cfg.dbMaxConns)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	st, err := openStore(context.Background(), cfg.db, cfg.dbMaxConns, log)
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
 	if err := st.setLockTimeout(context.Background(), cfg.dbTimeout); err != nil {
 		t.Fatalf("setLockTimeout: %v", err)
 	}
-	logs := &syncBuffer{}
 	clock := &testClock{t: testStart}
-	s := newServer(cfg, st, slog.New(slog.NewTextHandler(logs, nil)), newKeyring(cfg.secret, cfg.previous...), clock.now)
+	s := newServer(cfg, st, log, newKeyring(cfg.secret, cfg.previous...), clock.now)
 	ts := &testServer{Server: httptest.NewServer(s.routes()), s: s, clock: clock, logs: logs, path: cfg.db}
 	t.Cleanup(func() {
 		ts.Close()
@@ -546,7 +550,7 @@ func TestRunDrainsInFlightRequests(t *testing.T) {
 		t.Fatalf("run did not return within 10s of the last request ending")
 	}
 
-	st, err := openStore(context.Background(), db, defaultMaxConns(db))
+	st, err := openStore(context.Background(), db, defaultMaxConns(db), discardLog())
 	if err != nil {
 		t.Fatalf("openStore after shutdown: %v", err)
 	}
@@ -1024,7 +1028,7 @@ func TestRunUserCommands(t *testing.T) {
 	db := testDB(t)
 	isAdmin := func(name string) bool {
 		t.Helper()
-		st, err := openStore(ctx, db, defaultMaxConns(db))
+		st, err := openStore(ctx, db, defaultMaxConns(db), discardLog())
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
@@ -1077,7 +1081,7 @@ func TestRunUserCommands(t *testing.T) {
 			t.Errorf("run(%s): err = %q, want one line naming %s", strings.Join(tt.args, " "), err, tt.want)
 		}
 	}
-	st, err := openStore(ctx, db, defaultMaxConns(db))
+	st, err := openStore(ctx, db, defaultMaxConns(db), discardLog())
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}

@@ -83,6 +83,7 @@ func postgresDB(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("TEST_DATABASE_URL: %v", err)
 	}
+	pgTrigramExtension(t, admin)
 	var raw [8]byte
 	rand.Read(raw[:])
 	schema := "test_" + hex.EncodeToString(raw[:])
@@ -98,6 +99,30 @@ func postgresDB(t *testing.T) string {
 	q.Set("search_path", schema) // pgx sends it as a run-time parameter
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// pgTrigramExtension creates pg_trgm in the public schema of the test
+// database, if it is missing. An extension is one per database: were the
+// first test's migration (0005_search.sql) to create it, it would land in
+// that test's schema, and dropping the schema would take every other
+// schema's trigram indexes with it. It is created under the lock migrations
+// take, so that none of them sees it half made.
+func pgTrigramExtension(t *testing.T, admin *sql.DB) {
+	t.Helper()
+	tx, err := admin.Begin()
+	if err != nil {
+		t.Fatalf("create pg_trgm: %v", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+		t.Fatalf("create pg_trgm: %v", err)
+	}
+	if _, err := tx.Exec(`CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public`); err != nil {
+		t.Fatalf("create pg_trgm: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("create pg_trgm: %v", err)
+	}
 }
 
 func TestPostgresNumberPlaceholders(t *testing.T) {
@@ -145,7 +170,7 @@ func TestPostgresMigrationsMirrorSQLite(t *testing.T) {
 // openPostgresTest opens the store on db, closed by t.Cleanup.
 func openPostgresTest(t *testing.T, db string) *store {
 	t.Helper()
-	st, err := openStore(context.Background(), db, defaultMaxConns(db))
+	st, err := openStore(context.Background(), db, defaultMaxConns(db), discardLog())
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -224,7 +249,7 @@ func TestPostgresMigrate(t *testing.T) {
 		"0002_column.sql": {Data: []byte(`ALTER TABLE log ADD COLUMN note TEXT; INSERT INTO log VALUES (2, 'two');`)},
 		"0003_broken.sql": {Data: []byte(`CREATE TABLE half (x INTEGER); INSERT INTO log VALUES (3); INSERT INTO no_such_table VALUES (1);`)},
 	}
-	err := migratePostgres(ctx, db, steps)
+	err := migratePostgres(ctx, db, steps, discardLog())
 	if err == nil || !strings.Contains(err.Error(), "0003_broken.sql") {
 		t.Fatalf("migrate with a broken 0003: err = %v, want one naming 0003_broken.sql", err)
 	}
@@ -237,7 +262,7 @@ func TestPostgresMigrate(t *testing.T) {
 
 	steps["0003_broken.sql"] = &fstest.MapFile{Data: []byte(`INSERT INTO log VALUES (3, 'three');`)}
 	for range 2 { // the second run has nothing to do
-		if err := migratePostgres(ctx, db, steps); err != nil {
+		if err := migratePostgres(ctx, db, steps, discardLog()); err != nil {
 			t.Fatalf("migrate after fixing 0003: %v", err)
 		}
 	}
@@ -246,11 +271,11 @@ func TestPostgresMigrate(t *testing.T) {
 	}
 
 	delete(steps, "0003_broken.sql")
-	err = migratePostgres(ctx, db, steps)
+	err = migratePostgres(ctx, db, steps, discardLog())
 	if err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("migrate with 2 steps on a database at version 3: err = %v, want one saying it is newer", err)
 	}
-	if err := migratePostgres(ctx, db, fstest.MapFS{"0002_gap.sql": {Data: []byte(`SELECT 1;`)}}); err == nil {
+	if err := migratePostgres(ctx, db, fstest.MapFS{"0002_gap.sql": {Data: []byte(`SELECT 1;`)}}, discardLog()); err == nil {
 		t.Errorf("migrate with a gap in the file names: err = nil, want a refusal")
 	}
 }
@@ -278,7 +303,7 @@ func TestPostgresMigrateConcurrently(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := openStore(context.Background(), db, 2)
+			st, err := openStore(context.Background(), db, 2, discardLog())
 			if err == nil {
 				st.close()
 			}
@@ -338,7 +363,7 @@ func TestPostgresClassify(t *testing.T) {
 	}
 
 	// Nothing listens on port 1.
-	_, err = openStore(ctx, "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=5", 1)
+	_, err = openStore(ctx, "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=5", 1, discardLog())
 	if err == nil || !strings.Contains(err.Error(), "postgres://127.0.0.1:1/postgres") || strings.Contains(err.Error(), "sslmode") {
 		t.Errorf("openStore on a closed port: err = %v, want one naming postgres://127.0.0.1:1/postgres without its parameters", err)
 	}
@@ -356,7 +381,7 @@ func TestPostgresClassify(t *testing.T) {
 	}
 	u.Path = "/bookapi_no_such_database"
 	refused := pgRaw(t, u.String())
-	if _, err := userInfo(ctx, refused, "p"); !errors.Is(err, errUnavailable) {
+	if _, err := userInfo(ctx, refused, true, "p"); !errors.Is(err, errUnavailable) {
 		t.Errorf("read with the connection refused by the server: err = %v, want errUnavailable", err)
 	}
 	gone := &store{postgres: true, w: refused}
@@ -467,6 +492,116 @@ func TestPostgresErrorClasses(t *testing.T) {
 				t.Errorf("classify(%v) = %v; errors.Is(_, %v) = %v, want %v", tc.err, got, sentinel, !want, want)
 			}
 		}
+	}
+}
+
+// TestPostgresSearchUsesIndexes checks that the trigram indexes of title_key
+// and author_key serve a search (with the plans that read the table or its
+// primary key turned off, since on a table this small they cost less), and
+// that a term found in half the books reads the books in id order until the
+// page is full rather than sorting every book found.
+func TestPostgresSearchUsesIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openPostgresTest(t, postgresDB(t))
+	alice := storeUser(t, st, "alice", false)
+	if _, err := st.w.ExecContext(ctx, `INSERT INTO books (title, title_key, author, author_key, owner_id, created_at, updated_at)
+		SELECT t, lower(t), 'Author ' || (i % 50), 'author ' || (i % 50), ?, 0, 0
+		FROM (SELECT i, CASE WHEN i % 2 = 0 THEN 'The book ' ELSE 'A volume ' END || md5(i::text) AS t
+			FROM generate_series(1, 20000) AS i) AS g`, alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.w.ExecContext(ctx, `ANALYZE books`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		filter bookFilter
+		set    []string // planner settings for the EXPLAIN
+		want   []string
+		not    []string
+	}{
+		{"rare", bookFilter{Q: "quokka", Limit: 101}, []string{"enable_seqscan", "enable_indexscan"},
+			[]string{"books_title_search", "books_author_search"}, []string{"Seq Scan"}},
+		{"common", bookFilter{Q: "the book", Limit: 101}, nil, []string{"books_pkey"}, []string{"Seq Scan", "Sort"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tx, err := st.r.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			for _, name := range tc.set {
+				if _, err := tx.ExecContext(ctx, `SET LOCAL `+name+` = off`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			query, args := bookPage(selectDocs, tc.filter, true)
+			rows, err := tx.QueryContext(ctx, "EXPLAIN "+query, args...)
+			if err != nil {
+				t.Fatalf("EXPLAIN: %v", err)
+			}
+			var plan []string
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, line)
+			}
+			rows.Close()
+			text := strings.Join(plan, "\n")
+			for _, w := range tc.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("search for a %s term: plan\n%s\ndoes not use %s", tc.name, text, w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(text, n) {
+					t.Errorf("search for a %s term: plan\n%s\nhas a %s", tc.name, text, n)
+				}
+			}
+		})
+	}
+}
+
+// TestPostgresSearchPlannedEachTime checks that a search runs as an
+// unnamed statement, which PostgreSQL plans for its pattern every time,
+// rather than as a prepared one, for which it may keep a plan made for no
+// pattern (queryFreshPlan): on a pool of one connection, ten searches leave
+// no prepared statement with the search's condition, while ten lists by
+// author leave theirs.
+func TestPostgresSearchPlannedEachTime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := postgresDB(t)
+	st, err := openStore(ctx, db, 1, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	alice := storeUser(t, st, "alice", false)
+	storeBook(t, st, alice, "The Quokka", "Ann")
+	prepared := func(like string) int {
+		t.Helper()
+		var n int
+		if err := st.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_prepared_statements WHERE statement LIKE ?`, like).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, f := range []bookFilter{{Q: "quokka", Limit: 10}, {Author: "ann", Limit: 10}} {
+		for range 10 {
+			if books, err := st.listBooks(ctx, f); err != nil || len(books) != 1 {
+				t.Fatalf("listBooks(%+v) = %d books, %v; want 1", f, len(books), err)
+			}
+		}
+	}
+	if n := prepared(`%title_key LIKE%`); n != 0 {
+		t.Errorf("after 10 searches: %d prepared statements search, want 0", n)
+	}
+	if n := prepared(`%author_key = %`); n == 0 {
+		t.Errorf("after 10 lists by author: no prepared statement lists by author; want the reader's")
 	}
 }
 

@@ -775,7 +775,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	if b := books[patchID]; b.author != "Patched during shutdown" {
 		t.Errorf("copy of the database file alone: book %d author %q, want the patch made during shutdown", patchID, b.author)
 	}
-	st, err := openStore(context.Background(), dbCopy, defaultMaxConns(dbCopy))
+	st, err := openStore(context.Background(), dbCopy, defaultMaxConns(dbCopy), discardLog())
 	if err != nil {
 		t.Fatalf("openStore on the copy: %v", err)
 	}
@@ -1094,7 +1094,7 @@ func TestStartRefusesUnusableDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	newer := filepath.Join(dir, "newer.db")
-	st, err := openStore(context.Background(), newer, defaultMaxConns(newer))
+	st, err := openStore(context.Background(), newer, defaultMaxConns(newer), discardLog())
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -1109,7 +1109,7 @@ func TestStartRefusesUnusableDatabase(t *testing.T) {
 	// A good database cut short inside its second page, as a failed copy
 	// leaves it.
 	good := filepath.Join(dir, "good.db")
-	if st, err = openStore(context.Background(), good, defaultMaxConns(good)); err != nil {
+	if st, err = openStore(context.Background(), good, defaultMaxConns(good), discardLog()); err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
 	st.close()

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -174,7 +175,7 @@ type book struct {
 type bookFilter struct {
 	After  int64
 	Limit  int
-	Q      string // substring of title or author, any letter case
+	Q      string // substring of title or author, any letter case (see minSearchLen)
 	Author string // exact author, any letter case
 	Owner  string // username, any letter case
 }
@@ -301,17 +302,18 @@ func checkCopy(ctx context.Context, path string) (users, books int, err error) {
 // openStore opens the database at dsn, a postgres:// URL or a SQLite file,
 // creating and migrating it as needed and filling the books' missing docs.
 // maxConns sizes PostgreSQL's pool; on SQLite it sizes the read pool, beside
-// the one writer.
-func openStore(ctx context.Context, dsn string, maxConns int) (*store, error) {
+// the one writer. log gets a line before and after each schema step that
+// upgrades an existing database, since one may take minutes.
+func openStore(ctx context.Context, dsn string, maxConns int, log *slog.Logger) (*store, error) {
 	open, name := openSQLite, redactDSN(dsn)
 	if isPostgres(dsn) {
 		open, name = openPostgres, postgresName(dsn)
 	}
-	st, err := open(ctx, dsn, maxConns)
+	st, err := open(ctx, dsn, maxConns, log)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := st.fillDocs(ctx, slog.New(slog.DiscardHandler)); err != nil {
+	if _, err := st.fillDocs(ctx, log); err != nil {
 		st.close()
 		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
@@ -319,7 +321,7 @@ func openStore(ctx context.Context, dsn string, maxConns int) (*store, error) {
 }
 
 // openSQLite opens and migrates the SQLite file at dsn.
-func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
+func openSQLite(ctx context.Context, dsn string, maxConns int, log *slog.Logger) (*store, error) {
 	name := redactDSN(dsn) // a mistyped postgres:// URL is a SQLite path too
 	if err := createPrivate(dsn); err != nil {
 		return nil, fmt.Errorf("open database %s: %w", name, err)
@@ -341,7 +343,7 @@ func openSQLite(ctx context.Context, dsn string, maxConns int) (*store, error) {
 		w.Close()
 		return nil, err
 	}
-	if err := migrate(ctx, w, sub); err != nil {
+	if err := migrate(ctx, w, sub, log); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", name, err)
 	}
@@ -416,8 +418,9 @@ func (st *store) close() error {
 
 // migrate applies every NNNN_*.sql file above the database's user_version,
 // each in its own transaction together with the version bump. A database
-// whose version is newer than the newest file is refused.
-func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
+// whose version is newer than the newest file is refused. Steps that upgrade
+// a database that had a schema are logged (logStep).
+func migrate(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) error {
 	steps, err := migrationSteps(fsys)
 	if err != nil {
 		return err
@@ -434,6 +437,7 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 		if err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
+		done := logStep(log, current, s)
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("migrate: %w", classify(err))
@@ -450,8 +454,25 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("migrate: %s: %w", s.name, classify(err))
 		}
+		done()
 	}
 	return nil
+}
+
+// logStep logs that step s is being applied to a database at schema version
+// current, and returns the function that logs its end and duration. A new
+// database (version 0) is not logged: its tables are empty, so every step
+// is instant, whereas on a database with data a step may rebuild an index
+// over every book and take minutes.
+func logStep(log *slog.Logger, current int, s migrationStep) func() {
+	if current == 0 {
+		return func() {}
+	}
+	log.Info("upgrading database schema", "step", s.name)
+	start := time.Now()
+	return func() {
+		log.Info("upgraded database schema", "step", s.name, "duration", time.Since(start).Round(time.Millisecond))
+	}
 }
 
 // migrationStep is one schema step: file NNNN_*.sql is version NNNN.
@@ -788,12 +809,21 @@ type querier interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }
 
-const userInfoQuery = `SELECT ` + userColumns + `, (SELECT COUNT(*) FROM books b WHERE b.owner_id = u.id) FROM users u `
+// userInfoQuery returns the SELECT ... FROM users u that reads users with
+// their book counts: SQLite keeps each count in the user's row
+// (migrations/0006_book_counts.sql), PostgreSQL counts over books_owner.
+func userInfoQuery(postgres bool) string {
+	if postgres {
+		return `SELECT ` + userColumns + `, (SELECT COUNT(*) FROM books b WHERE b.owner_id = u.id) FROM users u `
+	}
+	return `SELECT ` + userColumns + `, u.book_count FROM users u `
+}
 
-// userInfo returns one user with their book count, by public id.
-func userInfo(ctx context.Context, q querier, publicID string) (user, error) {
+// userInfo returns one user with their book count, by public id; postgres
+// says which database q reads.
+func userInfo(ctx context.Context, q querier, postgres bool, publicID string) (user, error) {
 	var n int
-	u, err := scanUser(q.QueryRowContext(ctx, userInfoQuery+`WHERE u.public_id = ?`, publicID), &n)
+	u, err := scanUser(q.QueryRowContext(ctx, userInfoQuery(postgres)+`WHERE u.public_id = ?`, publicID), &n)
 	if err != nil {
 		return user{}, fmt.Errorf("user by public id: %w", classify(err))
 	}
@@ -811,7 +841,7 @@ func (st *store) listUsers(ctx context.Context, after string, limit int) ([]user
 			return nil, fmt.Errorf("list users: %w", classify(err))
 		}
 	}
-	rows, err := st.read.lookupRows(ctx, userInfoQuery+`WHERE u.id > ? ORDER BY u.id LIMIT ?`, afterID, limit)
+	rows, err := st.read.lookupRows(ctx, userInfoQuery(st.postgres)+`WHERE u.id > ? ORDER BY u.id LIMIT ?`, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", classify(err))
 	}
@@ -843,7 +873,7 @@ func (st *store) setAdmin(ctx context.Context, publicID string, admin bool) (use
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return errors.Join(err, errNotFound)
 		}
-		u, err = userInfo(ctx, tx, publicID)
+		u, err = userInfo(ctx, tx, st.postgres, publicID)
 		return err
 	})
 	if err != nil {
@@ -1046,14 +1076,45 @@ func likePattern(s string) string {
 	return "%" + r.Replace(s) + "%"
 }
 
+// minSearchLen is the shortest q, in characters (code points), the search
+// index answers: a trigram index knows nothing shorter than a trigram.
+const minSearchLen = 3
+
+// searchPhrase quotes s as one FTS5 phrase, in which every character is
+// text, operators, stars and quotes included: a double quote is doubled.
+// A NUL would end the query text, so it becomes U+0001, as in likePattern.
+func searchPhrase(s string) string {
+	return `"` + strings.NewReplacer(`"`, `""`, "\x00", "\x01").Replace(s) + `"`
+}
+
 // bookPage returns the statement and arguments that select the page f
 // describes, in id order: sel is the SELECT ... FROM books b part, which may
-// join users u for the owner's name.
-func bookPage(sel string, f bookFilter) (string, []any) {
+// join users u for the owner's name. postgres says which database runs it.
+//
+// A substring search is the LIKE condition on the folded keys on both
+// databases: the exact answer. On PostgreSQL the trigram indexes serve that
+// condition itself (migrations/postgres/0005_search.sql). On SQLite a
+// search of at least minSearchLen characters, with no author or owner, also
+// joins books_search (migrations/0005_search.sql) on the phrase of its
+// trigrams and pages by its rowids, which FTS5 yields in order: a term found
+// in half the books reads one page of them, a rare one only its own books.
+// With an author or owner, that filter's index leads, as before, reading
+// that author's or owner's books: a join would add a lookup in the search
+// index for each of them.
+func bookPage(sel string, f bookFilter, postgres bool) (string, []any) {
 	var q strings.Builder
-	args := []any{f.After}
+	var args []any
 	q.WriteString(sel)
-	q.WriteString(` WHERE b.id > ?`)
+	id := "b.id"
+	if !postgres && f.Author == "" && f.Owner == "" && utf8.RuneCountInString(f.Q) >= minSearchLen {
+		q.WriteString(` JOIN books_search s ON s.rowid = b.id WHERE books_search MATCH ? AND`)
+		args = append(args, searchPhrase(foldKey(f.Q)))
+		id = "s.rowid"
+	} else {
+		q.WriteString(` WHERE`)
+	}
+	q.WriteString(` ` + id + ` > ?`)
+	args = append(args, f.After)
 	if f.Q != "" {
 		q.WriteString(` AND (b.title_key LIKE ? ESCAPE '\' OR b.author_key LIKE ? ESCAPE '\')`)
 		p := likePattern(foldKey(f.Q))
@@ -1067,7 +1128,7 @@ func bookPage(sel string, f bookFilter) (string, []any) {
 		q.WriteString(` AND b.owner_id = (SELECT id FROM users WHERE username_key = ?)`)
 		args = append(args, foldKey(f.Owner))
 	}
-	q.WriteString(` ORDER BY b.id LIMIT ?`)
+	q.WriteString(` ORDER BY ` + id + ` LIMIT ?`)
 	return q.String(), append(args, f.Limit)
 }
 
@@ -1077,11 +1138,18 @@ const (
 	selectDocs  = `SELECT b.doc, b.doc_version FROM books b`
 )
 
-// queryPage runs a page's statement; a substring search keeps its request's
-// context, as no index serves it and it may read every book.
+// queryPage runs a page's statement. A substring search keeps its request's
+// context: with an author or owner it reads all of theirs, and on
+// PostgreSQL a pattern without a whole trigram (pg_trgm takes letters and
+// digits only) reads every book. On PostgreSQL it is planned for its
+// pattern each time (queryFreshPlan): whether the trigram indexes or the id
+// order serve it best depends on how many books hold the pattern.
 func (st *store) queryPage(ctx context.Context, sel string, f bookFilter) (*sql.Rows, error) {
-	query, args := bookPage(sel, f)
-	if f.Q != "" {
+	query, args := bookPage(sel, f, st.postgres)
+	switch {
+	case f.Q != "" && st.postgres:
+		return queryFreshPlan(ctx, st.r, query, args...)
+	case f.Q != "":
 		return st.read.search(ctx, query, args...)
 	}
 	return st.read.lookupRows(ctx, query, args...)

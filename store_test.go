@@ -24,7 +24,7 @@ import (
 // t.Cleanup.
 func openTestStore(t *testing.T) *store {
 	t.Helper()
-	st, err := openStore(context.Background(), testDB(t), defaultMaxConns(testDB(t)))
+	st, err := openStore(context.Background(), testDB(t), defaultMaxConns(testDB(t)), discardLog())
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -185,7 +185,9 @@ func TestOpenStoreReopenKeepsData(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := testDB(t)
-	st, err := openStore(ctx, path, defaultMaxConns(path))
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	st, err := openStore(ctx, path, defaultMaxConns(path), log)
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}
@@ -195,7 +197,7 @@ func TestOpenStoreReopenKeepsData(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 
-	st, err = openStore(ctx, path, defaultMaxConns(path))
+	st, err = openStore(ctx, path, defaultMaxConns(path), log)
 	if err != nil {
 		t.Fatalf("openStore a second time: %v", err)
 	}
@@ -205,6 +207,11 @@ func TestOpenStoreReopenKeepsData(t *testing.T) {
 	}
 	if n := countRows(t, st.r, "books", ""); n != 1 {
 		t.Errorf("books after reopening: %d, want 1", n)
+	}
+	// A new database is created, and one that is up to date opened, in
+	// silence: only upgrades are logged.
+	if strings.Contains(logs.String(), "schema") {
+		t.Errorf("creating and reopening a database logged\n%s\nwant no schema step", logs)
 	}
 }
 
@@ -224,7 +231,7 @@ func TestMigrateAppliesStepsInOrder(t *testing.T) {
 			INSERT INTO log VALUES (3, 'three');`)},
 		"README.md": {Data: []byte("not a migration")},
 	}
-	if err := migrate(ctx, db, steps); err != nil {
+	if err := migrate(ctx, db, steps, discardLog()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	if v := userVersion(t, db); v != 3 {
@@ -248,7 +255,7 @@ func TestMigrateAppliesStepsInOrder(t *testing.T) {
 	}
 
 	// Re-running is a no-op: nothing is applied twice.
-	if err := migrate(ctx, db, steps); err != nil {
+	if err := migrate(ctx, db, steps, discardLog()); err != nil {
 		t.Fatalf("migrate again: %v", err)
 	}
 	if n := countRows(t, db, "log", ""); n != 3 {
@@ -257,7 +264,7 @@ func TestMigrateAppliesStepsInOrder(t *testing.T) {
 
 	// A new step is applied on its own.
 	steps["0004_more.sql"] = &fstest.MapFile{Data: []byte(`INSERT INTO log VALUES (4, 'four');`)}
-	if err := migrate(ctx, db, steps); err != nil {
+	if err := migrate(ctx, db, steps, discardLog()); err != nil {
 		t.Fatalf("migrate with a fourth step: %v", err)
 	}
 	if v, n := userVersion(t, db), countRows(t, db, "log", ""); v != 4 || n != 4 {
@@ -278,7 +285,7 @@ func TestMigrateBrokenStepIsRolledBack(t *testing.T) {
 			INSERT INTO no_such_table VALUES (1);`)},
 		"0003_later.sql": {Data: []byte(`CREATE TABLE later (x INTEGER);`)},
 	}
-	err := migrate(ctx, db, steps)
+	err := migrate(ctx, db, steps, discardLog())
 	if err == nil {
 		t.Fatalf("migrate with a broken 0002: err = nil, want an error")
 	}
@@ -300,7 +307,7 @@ func TestMigrateBrokenStepIsRolledBack(t *testing.T) {
 
 	// Once fixed, migration resumes from the last good step.
 	steps["0002_broken.sql"] = &fstest.MapFile{Data: []byte(`CREATE TABLE half (x INTEGER);`)}
-	if err := migrate(ctx, db, steps); err != nil {
+	if err := migrate(ctx, db, steps, discardLog()); err != nil {
 		t.Fatalf("migrate after fixing 0002: %v", err)
 	}
 	if v := userVersion(t, db); v != 3 {
@@ -331,7 +338,7 @@ func TestMigrateRefusesBadFileNames(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			db := openRawDB(t, filepath.Join(t.TempDir(), "m.db"))
-			err := migrate(context.Background(), db, tt.files)
+			err := migrate(context.Background(), db, tt.files, discardLog())
 			if err == nil {
 				t.Fatalf("migrate(%v): err = nil, want a refusal of the file name", names(tt.files))
 			}
@@ -363,7 +370,7 @@ func TestMigrateRefusesNewerDatabase(t *testing.T) {
 	if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
 		t.Fatalf("set user_version: %v", err)
 	}
-	err := migrate(ctx, db, fstest.MapFS{"0001_a.sql": {Data: []byte("CREATE TABLE a (x);")}})
+	err := migrate(ctx, db, fstest.MapFS{"0001_a.sql": {Data: []byte("CREATE TABLE a (x);")}}, discardLog())
 	if err == nil || !strings.Contains(err.Error(), "99") || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("migrate on user_version 99 with 1 step: err = %v, want an error saying version 99 is newer", err)
 	}
@@ -372,7 +379,7 @@ func TestMigrateRefusesNewerDatabase(t *testing.T) {
 	}
 	db.Close()
 
-	st, err := openStore(ctx, path, defaultMaxConns(path))
+	st, err := openStore(ctx, path, defaultMaxConns(path), discardLog())
 	if err == nil {
 		st.close()
 		t.Fatalf("openStore on user_version 99: err = nil, want a refusal")
@@ -630,6 +637,66 @@ func checkPage(t *testing.T, st *store, f bookFilter) {
 	}
 }
 
+// scanMatch reports whether the book with this id, title, author and owner
+// belongs in the answer to f, by the definitions, in Go: what the search
+// index and the other filters must select.
+func scanMatch(f bookFilter, id int64, title, author, owner string) bool {
+	q := foldKey(f.Q)
+	return id > f.After &&
+		(strings.Contains(foldKey(title), q) || strings.Contains(foldKey(author), q)) &&
+		(f.Author == "" || foldKey(author) == foldKey(f.Author)) &&
+		(f.Owner == "" || foldKey(owner) == foldKey(f.Owner))
+}
+
+// checkScan holds listBooks(f) to a scan in Go (scanMatch) of every book as
+// its columns hold it.
+func checkScan(t *testing.T, st *store, f bookFilter) {
+	t.Helper()
+	rows, err := st.r.Query(`SELECT b.id, b.title, b.author, u.username FROM books b JOIN users u ON u.id = b.owner_id ORDER BY b.id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	want := []int64{}
+	for rows.Next() {
+		var id int64
+		var title, author, owner string
+		if err := rows.Scan(&id, &title, &author, &owner); err != nil {
+			t.Fatal(err)
+		}
+		if len(want) < f.Limit && scanMatch(f, id, title, author, owner) {
+			want = append(want, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	books, err := st.listBooks(context.Background(), f)
+	if err != nil {
+		t.Fatalf("listBooks(%+v): %v", f, err)
+	}
+	got := []int64{}
+	for _, b := range books {
+		got = append(got, b.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("listBooks(%+v) = ids %v; a scan of every book finds %v", f, got, want)
+	}
+}
+
+// checkSearchIndex has SQLite compare the search index with the books it
+// was made from (FTS5's integrity-check). PostgreSQL keeps its indexes
+// itself: there it checks nothing.
+func checkSearchIndex(t *testing.T, st *store) {
+	t.Helper()
+	if st.postgres {
+		return
+	}
+	if _, err := st.w.Exec(`INSERT INTO books_search (books_search, rank) VALUES ('integrity-check', 1)`); err != nil {
+		t.Errorf("search index integrity-check: %v", err)
+	}
+}
+
 func TestStoreSessionUser(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -681,7 +748,7 @@ func TestStoreLookupsOfUnstorableText(t *testing.T) {
 		if _, _, err := st.credentials(ctx, s); !errors.Is(err, errNotFound) {
 			t.Errorf("credentials(%q): err = %v, want errNotFound", s, err)
 		}
-		if _, err := userInfo(ctx, st.r, s); !errors.Is(err, errNotFound) {
+		if _, err := userInfo(ctx, st.r, st.postgres, s); !errors.Is(err, errNotFound) {
 			t.Errorf("userInfo(%q): err = %v, want errNotFound", s, err)
 		}
 		if _, err := st.setAdmin(ctx, s, true); !errors.Is(err, errNotFound) {
@@ -744,12 +811,12 @@ func TestClassifyRealErrors(t *testing.T) {
 	t.Run("read-only file", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "ro.db")
-		rw, err := openStore(ctx, path, defaultMaxConns(path))
+		rw, err := openStore(ctx, path, defaultMaxConns(path), discardLog())
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
 		defer rw.close()
-		ro, err := openStore(ctx, "file:"+path+"?mode=ro", defaultMaxConns("file:"+path+"?mode=ro"))
+		ro, err := openStore(ctx, "file:"+path+"?mode=ro", defaultMaxConns("file:"+path+"?mode=ro"), discardLog())
 		if err != nil {
 			t.Fatalf("openStore(mode=ro) on a migrated file: %v", err)
 		}
@@ -789,7 +856,7 @@ func TestClassifyRealErrors(t *testing.T) {
 	t.Run("busy", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "busy.db")
-		st, err := openStore(ctx, path, defaultMaxConns(path))
+		st, err := openStore(ctx, path, defaultMaxConns(path), discardLog())
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
@@ -833,7 +900,7 @@ func TestClassifyRealErrors(t *testing.T) {
 
 	t.Run("closed store", func(t *testing.T) {
 		t.Parallel()
-		st, err := openStore(ctx, filepath.Join(t.TempDir(), "closed.db"), defaultMaxConns(""))
+		st, err := openStore(ctx, filepath.Join(t.TempDir(), "closed.db"), defaultMaxConns(""), discardLog())
 		if err != nil {
 			t.Fatalf("openStore: %v", err)
 		}
@@ -908,12 +975,16 @@ func TestStoreListingQueriesUseIndexes(t *testing.T) {
 	for _, sel := range []struct{ name, text string }{{"columns", selectBooks}, {"docs", selectDocs}} {
 		tests = append(tests,
 			listing{"author/" + sel.name, sel.text, bookFilter{Author: "author 1", Limit: 101}, "books_author"},
-			listing{"owner/" + sel.name, sel.text, bookFilter{Owner: "alice", Limit: 101}, "books_owner"})
+			listing{"owner/" + sel.name, sel.text, bookFilter{Owner: "alice", Limit: 101}, "books_owner"},
+			listing{"q/" + sel.name, sel.text, bookFilter{Q: "Title 4", Limit: 101}, "VIRTUAL TABLE INDEX"},
+			listing{"q after/" + sel.name, sel.text, bookFilter{Q: "Title 4", After: 20, Limit: 101}, "VIRTUAL TABLE INDEX"},
+			listing{"q and author/" + sel.name, sel.text, bookFilter{Q: "Title 4", Author: "author 1", Limit: 101}, "books_author"},
+			listing{"q and owner/" + sel.name, sel.text, bookFilter{Q: "Title 4", Owner: "alice", Limit: 101}, "books_owner"})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			query, args := bookPage(tt.sel, tt.filter)
+			query, args := bookPage(tt.sel, tt.filter, false)
 			rows, err := st.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
 			if err != nil {
 				t.Fatalf("EXPLAIN QUERY PLAN: %v", err)
@@ -935,6 +1006,10 @@ func TestStoreListingQueriesUseIndexes(t *testing.T) {
 			for _, step := range plan {
 				if strings.HasPrefix(step, "SCAN b") {
 					t.Errorf("listing by %s: plan %q scans all of books, want a search on index %s", tt.name, text, tt.index)
+				}
+				// A sort would read every book found before the first answer.
+				if strings.Contains(step, "TEMP B-TREE") {
+					t.Errorf("listing by %s: plan %q sorts, want the index's id order", tt.name, text)
 				}
 			}
 			if !strings.Contains(text, tt.index) {
@@ -1065,7 +1140,7 @@ func TestGroupCommitIsolatesJobs(t *testing.T) {
 func TestTxAfterClose(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := openStore(ctx, testDB(t), defaultMaxConns(testDB(t)))
+	st, err := openStore(ctx, testDB(t), defaultMaxConns(testDB(t)), discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1104,12 +1179,17 @@ func TestStoreBookDocsNeverStale(t *testing.T) {
 	if _, err := st.updateBook(ctx, ids[0], alice, bookChange{ISBN: &isbn}, testStart.Add(time.Hour)); err != nil {
 		t.Fatalf("updateBook: %v", err)
 	}
-	pages := []bookFilter{{Limit: 100}, {Limit: 2}, {After: ids[1], Limit: 2}, {Owner: "bob", Limit: 100}, {Q: "book", Limit: 3}}
+	pages := []bookFilter{{Limit: 100}, {Limit: 2}, {After: ids[1], Limit: 2}, {Owner: "bob", Limit: 100}, {Q: "book", Limit: 3},
+		{Q: "ook 3", Limit: 100}, {Q: "RENAMED <", Limit: 100}, {Q: "ann", Owner: "bobby", Limit: 100}}
 	checkAll := func(when string) {
 		t.Helper()
 		for _, f := range pages {
-			t.Run(when, func(t *testing.T) { checkPage(t, st, f) })
+			t.Run(when, func(t *testing.T) {
+				checkPage(t, st, f)
+				checkScan(t, st, f)
+			})
 		}
+		checkSearchIndex(t, st)
 	}
 	missing := func() int { return countRows(t, st.w, "books", "doc IS NULL") }
 	if n := missing(); n != 0 {
@@ -1128,6 +1208,8 @@ func TestStoreBookDocsNeverStale(t *testing.T) {
 		{"owner", `UPDATE books SET owner_id = ? WHERE id = ?`, []any{bob.ID, ids[4]}, 1},
 		{"username", `UPDATE users SET username = ?, username_key = ? WHERE id = ?`, []any{"Bobby", "bobby", bob.ID}, 4},
 		{"doc", `UPDATE books SET doc = NULL WHERE id = ?`, []any{ids[5]}, 1},
+		{"id", `UPDATE books SET id = id + 1000 WHERE id = ?`, []any{ids[3]}, 1},
+		{"delete", `DELETE FROM books WHERE id = ?`, []any{ids[0]}, 0},
 	} {
 		if _, err := st.w.ExecContext(ctx, change.sql, change.args...); err != nil {
 			t.Fatalf("%s: %v", change.sql, err)
@@ -1136,7 +1218,7 @@ func TestStoreBookDocsNeverStale(t *testing.T) {
 			t.Errorf("after %s: %d books without a doc, want %d", change.sql, n, change.cleared)
 		}
 		checkAll("changed " + change.name)
-		n, err := st.fillDocs(ctx, slog.New(slog.DiscardHandler))
+		n, err := st.fillDocs(ctx, discardLog())
 		if err != nil || n != change.cleared {
 			t.Errorf("fillDocs after %s = %d, %v; want %d, nil", change.sql, n, err, change.cleared)
 		}
@@ -1156,6 +1238,127 @@ func TestStoreBookDocsNeverStale(t *testing.T) {
 	checkAll("updateBook")
 }
 
+// schemaUpTo returns the migration steps of fsys up to version upTo: the
+// schema an older bookapi left.
+func schemaUpTo(tb testing.TB, fsys fs.FS, upTo int) fstest.MapFS {
+	tb.Helper()
+	steps, err := migrationSteps(fsys)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := fstest.MapFS{}
+	for _, s := range steps[:upTo] {
+		data, err := fs.ReadFile(fsys, s.name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[s.name] = &fstest.MapFile{Data: data}
+	}
+	return out
+}
+
+// TestOpenStoreBuildsSearchIndexOfOlderDatabase opens a database last
+// migrated by a bookapi without the search index, with books in it: the
+// upgrade indexes them, and says so in the log.
+func TestOpenStoreBuildsSearchIndexOfOlderDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := testDB(t)
+	var db *sql.DB
+	if onPostgres() {
+		db = pgRaw(t, dsn)
+		sub, _ := fs.Sub(postgresMigrationFiles, "migrations/postgres")
+		if err := migratePostgres(ctx, db, schemaUpTo(t, sub, 4), discardLog()); err != nil {
+			t.Fatalf("migrate to version 4: %v", err)
+		}
+	} else {
+		db = openRawDB(t, dsn)
+		sub, _ := fs.Sub(migrationFiles, "migrations")
+		if err := migrate(ctx, db, schemaUpTo(t, sub, 4), discardLog()); err != nil {
+			t.Fatalf("migrate to version 4: %v", err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO users (id, public_id, username, username_key, password_hash, created_at)
+		VALUES (1, 'p', 'Ann', 'ann', 'h', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	for i, title := range []string{"Die Straße", "ΣΊΣΥΦΟΣ", "100% \\ \"quoted\"", "Plain"} {
+		if _, err := db.Exec(`INSERT INTO books (title, title_key, author, author_key, owner_id, created_at, updated_at)
+			VALUES (?, ?, 'Old Author', 'old author', 1, ?, ?)`, title, foldKey(title), i, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	logs := &syncBuffer{}
+	st, err := openStore(ctx, dsn, defaultMaxConns(dsn), slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatalf("openStore on a version 4 database: %v", err)
+	}
+	defer st.close()
+	for _, line := range []string{`msg="upgrading database schema" step=0005_search.sql`, `msg="upgraded database schema" step=0005_search.sql duration=`} {
+		if !strings.Contains(logs.String(), line) {
+			t.Errorf("openStore on a version 4 database logged\n%s\nwant a line with %s", logs, line)
+		}
+	}
+	for _, q := range []string{"STRAẞE", "σίσυφος", `% \ "q`, "old", "lai", "none"} {
+		f := bookFilter{Q: q, Limit: 100}
+		if books, err := st.listBooks(ctx, f); err != nil || (q != "none" && len(books) == 0) {
+			t.Errorf("listBooks(%+v) = %d books, %v; want the old books holding %q", f, len(books), err, q)
+		}
+		checkScan(t, st, f)
+	}
+	checkSearchIndex(t, st)
+	if users, err := st.listUsers(ctx, "", 10); err != nil || len(users) != 1 || users[0].Books != 4 {
+		t.Errorf("listUsers after the upgrade = %+v, %v; want Ann with 4 books", users, err)
+	}
+}
+
+// TestStoreUserBookCounts holds the book counts of the admin list to a
+// COUNT(*) of each user's books through creates, deletes, a change of owner
+// behind the service's back, and the deletion of a user with their books.
+func TestStoreUserBookCounts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	users := []user{storeUser(t, st, "alice", false), storeUser(t, st, "bob", false), storeUser(t, st, "carol", false)}
+	var ids []int64
+	for i := range 12 {
+		ids = append(ids, storeBook(t, st, users[i%3], fmt.Sprintf("Book %d", i), "A").ID)
+	}
+	check := func(when string) {
+		t.Helper()
+		listed, err := st.listUsers(ctx, "", 100)
+		if err != nil {
+			t.Fatalf("%s: listUsers: %v", when, err)
+		}
+		for _, u := range listed {
+			if want := countRows(t, st.r, "books", "owner_id = ?", u.ID); u.Books != want {
+				t.Errorf("%s: listUsers: %s has %d books, want %d", when, u.Username, u.Books, want)
+			}
+			one, err := userInfo(ctx, st.r, st.postgres, u.PublicID)
+			if err != nil || one.Books != u.Books {
+				t.Errorf("%s: userInfo(%s) = %d books, %v; want %d", when, u.Username, one.Books, err, u.Books)
+			}
+		}
+	}
+	check("after creates")
+	for _, id := range ids[:3] {
+		if err := st.deleteBook(ctx, id, users[0]); err != nil && !errors.Is(err, errNotOwner) {
+			t.Fatal(err)
+		}
+	}
+	check("after deletes")
+	if _, err := st.w.ExecContext(ctx, `UPDATE books SET owner_id = ? WHERE id = ?`, users[1].ID, ids[5]); err != nil {
+		t.Fatal(err)
+	}
+	check("after a change of owner in SQL")
+	if _, err := st.deleteUser(ctx, users[2].PublicID); err != nil {
+		t.Fatal(err)
+	}
+	check("after deleting a user")
+}
+
 // TestOpenStoreFillsDocsOfOlderDatabase opens a database last migrated by a
 // bookapi that kept no docs: the docs of its books are written on opening.
 func TestOpenStoreFillsDocsOfOlderDatabase(t *testing.T) {
@@ -1168,15 +1371,7 @@ func TestOpenStoreFillsDocsOfOlderDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := fstest.MapFS{}
-	for _, name := range []string{"0001_init.sql", "0002_login_failures.sql", "0003_health.sql"} {
-		data, err := fs.ReadFile(sub, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		old[name] = &fstest.MapFile{Data: data}
-	}
-	if err := migrate(ctx, db, old); err != nil {
+	if err := migrate(ctx, db, schemaUpTo(t, sub, 3), discardLog()); err != nil {
 		t.Fatalf("migrate to version 3: %v", err)
 	}
 	if _, err := db.Exec(`INSERT INTO users (id, public_id, username, username_key, password_hash, created_at)
@@ -1192,11 +1387,17 @@ func TestOpenStoreFillsDocsOfOlderDatabase(t *testing.T) {
 	}
 	db.Close()
 
-	st, err := openStore(ctx, path, defaultMaxConns(path))
+	logs := &syncBuffer{}
+	st, err := openStore(ctx, path, defaultMaxConns(path), slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatalf("openStore on a version 3 database: %v", err)
 	}
 	defer st.close()
+	for _, line := range []string{`msg="upgrading database schema" step=0004_book_docs.sql`, `msg="upgraded database schema" step=0004_book_docs.sql duration=`} {
+		if !strings.Contains(logs.String(), line) {
+			t.Errorf("openStore on a version 3 database logged\n%s\nwant a line with %s", logs, line)
+		}
+	}
 	if n := countRows(t, st.w, "books", "doc IS NULL"); n != 0 {
 		t.Errorf("after openStore: %d of %d books without a doc, want 0", n, docBatch+3)
 	}
@@ -1233,7 +1434,7 @@ func TestStoreDocsOfOtherFormatsAreRewritten(t *testing.T) {
 			t.Errorf("appendBooks(%+v) served a doc of another format: %s", f, page)
 		}
 	}
-	n, err := st.fillDocs(ctx, slog.New(slog.DiscardHandler))
+	n, err := st.fillDocs(ctx, discardLog())
 	if err != nil || n != 3 {
 		t.Fatalf("fillDocs = %d, %v; want 3 docs written again", n, err)
 	}
@@ -1247,7 +1448,7 @@ func TestStoreDocsOfOtherFormatsAreRewritten(t *testing.T) {
 			t.Errorf("book %d after fillDocs: doc %s, format %d; want %s, format %d", b.ID, doc, version, want, docVersion)
 		}
 	}
-	if n, err := st.fillDocs(ctx, slog.New(slog.DiscardHandler)); err != nil || n != 0 {
+	if n, err := st.fillDocs(ctx, discardLog()); err != nil || n != 0 {
 		t.Errorf("fillDocs again = %d, %v; want 0", n, err)
 	}
 }

@@ -1,4 +1,4 @@
--- PostgreSQL twin of ../0005_doc_version.sql. A constant default rewrites
+-- PostgreSQL twin of ../0007_doc_version.sql. A constant default rewrites
 -- no row here either.
 
 ALTER TABLE books ADD COLUMN doc_version INTEGER NOT NULL DEFAULT 1;
