@@ -454,8 +454,8 @@ func (c *pgConn) CheckNamedValue(nv *driver.NamedValue) error {
 // that PostgreSQL may keep a generic plan, made for no value in
 // particular, if it looks no dearer. For a search that plan reads the books
 // in id order and tests each against the pattern whatever it is: right for
-// a term in half the books, a read of every book for a rare one (at 10,000
-// books, 6.5 ms rather than 1.8 ms; at a million, the whole table).
+// a term in half the books, a read of every book for a rare one
+// (TestPostgresSearchPlannedEachTime; docs/scale.md).
 func queryFreshPlan(ctx context.Context, db *sql.DB, query string, args ...any) (*sql.Rows, error) {
 	return db.QueryContext(ctx, query, append([]any{pgx.QueryExecModeExec}, args...)...)
 }
