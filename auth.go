@@ -348,9 +348,18 @@ func (s *server) admitLogin(ctx context.Context, usernameKey, addr string, now t
 }
 
 // releaseLogin forgets a reserved attempt that did not fail. It runs even if
-// the client has gone; a failure is logged, and the attempt then counts.
+// the client has gone or the request's deadline has passed (the attempt may
+// have failed for that very reason), under a deadline of its own, so that a
+// database that does not answer cannot hold the request; a failure is
+// logged, and the attempt then counts.
 func (s *server) releaseLogin(r *http.Request, attempt int64) {
-	if err := s.db.releaseLogin(context.WithoutCancel(r.Context()), attempt); err != nil {
+	ctx := context.WithoutCancel(r.Context())
+	if s.cfg.dbTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.dbTimeout)
+		defer cancel()
+	}
+	if err := s.db.releaseLogin(ctx, attempt); err != nil {
 		s.log.Warn("release login attempt", "request_id", requestID(r), "err", err)
 	}
 }
