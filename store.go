@@ -1402,18 +1402,13 @@ func (st *store) rotateRefresh(ctx context.Context, oldHash, newHash []byte, now
 		if err != nil {
 			return err
 		}
-		if used.Valid {
-			reused = true
-			_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE id = ?`, sid)
-			return err
-		}
-		if expires <= unix(now) {
+		if !used.Valid && expires <= unix(now) {
 			return errNotFound
 		}
 		exp := unix(now.Add(ttl))
-		// Spent only if still unspent: of two transactions presenting the
-		// token at once, the one that updates second (it waited for the
-		// first's row lock on PostgreSQL) finds it spent, a reuse.
+		// Spent only if still unspent: a token spent before, or by another
+		// transaction presenting it at the same time (the one that updates
+		// second waited for the first's row lock on PostgreSQL), is reused.
 		n, err := execCount(ctx, tx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`, unix(now), oldHash)
 		if err != nil {
 			return err
