@@ -153,21 +153,24 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 // passed.
 var errDeadline = errors.New("request deadline (-db-timeout) passed")
 
-// handle adapts a handler that returns an error to http.Handler. The
-// handler's context ends -db-timeout after the request starts (at once if
-// the client goes away), which bounds every wait for the database: for a
-// connection, a lock, a query or the SQLite writer.
+// handle adapts a handler that returns an error to http.Handler.
 func (s *server) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.dbTimeout > 0 {
-			ctx, cancel := context.WithTimeoutCause(r.Context(), s.cfg.dbTimeout, errDeadline)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
-		if err := h(w, r); err != nil {
-			s.serveError(w, r, err)
-		}
-	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, h) })
+}
+
+// serve runs h and answers the error it returns. h's context ends
+// -db-timeout after serve is called (at once if the client goes away),
+// which bounds every wait for the database: for a connection, a lock, a
+// query or the SQLite writer.
+func (s *server) serve(w http.ResponseWriter, r *http.Request, h func(http.ResponseWriter, *http.Request) error) {
+	if s.cfg.dbTimeout > 0 {
+		ctx, cancel := context.WithTimeoutCause(r.Context(), s.cfg.dbTimeout, errDeadline)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	if err := h(w, r); err != nil {
+		s.serveError(w, r, err)
+	}
 }
 
 // validator is a request body that checks (and normalises) itself after decoding.
