@@ -37,8 +37,11 @@ import (
 // measures the upgrade an existing library goes through.
 const scaleLoadVersion = 4
 
-// scaleBatch is how many rows one INSERT statement of the loader carries,
-// and scaleTxRows how many one transaction commits.
+// scaleBatch is how many rows one INSERT statement of the loader carries on
+// PostgreSQL, where each statement is a round trip, and scaleTxRows how many
+// one transaction commits. On SQLite a statement carries one row: SQLite
+// keeps a statement journal of every page a multi-row INSERT changes, and
+// 200,000 books loaded in 10.5 s with 500 rows a statement, 3.5 s with one.
 const (
 	scaleBatch  = 500
 	scaleTxRows = 100_000
@@ -190,14 +193,18 @@ func scaleLoad(b *testing.B, dsn string, n int) time.Duration {
 	}
 	start := time.Now()
 	lib := newScaleLibrary(n)
-	scaleInsert(b, db, `INSERT INTO users (id, public_id, username, username_key, password_hash, admin, created_at) VALUES `, 7, lib.users(),
+	batch := 1
+	if isPostgres(dsn) {
+		batch = scaleBatch
+	}
+	scaleInsert(b, db, `INSERT INTO users (id, public_id, username, username_key, password_hash, admin, created_at) VALUES `, 7, batch, lib.users(),
 		func(i int) []any {
 			id := i + 1
 			name := lib.username(id)
 			return []any{id, fmt.Sprintf("00000000-0000-4000-8000-%012d", id), name, foldKey(name), "not a hash", 0, 1_700_000_000}
 		})
 	created := time.Unix(1_700_000_000, 0).UTC()
-	scaleInsert(b, db, `INSERT INTO books (id, title, title_key, author, author_key, owner_id, created_at, updated_at, doc) VALUES `, 9, n,
+	scaleInsert(b, db, `INSERT INTO books (id, title, title_key, author, author_key, owner_id, created_at, updated_at, doc) VALUES `, 9, batch, n,
 		func(i int) []any {
 			id := i + 1
 			bk := book{ID: int64(id), Title: lib.title(id), Author: lib.author(id), Owner: lib.username(lib.owner(id)),
@@ -241,13 +248,13 @@ func scaleCreateSchema(b *testing.B, db *sql.DB, dsn string) {
 }
 
 // scaleInsert inserts rows 0 to count-1, each the cols values row(i)
-// returns, with the INSERT prefix given: scaleBatch rows a statement,
+// returns, with the INSERT prefix given: batch rows a statement,
 // scaleTxRows a transaction.
-func scaleInsert(b *testing.B, db *sql.DB, prefix string, cols, count int, row func(int) []any) {
+func scaleInsert(b *testing.B, db *sql.DB, prefix string, cols, batch, count int, row func(int) []any) {
 	b.Helper()
 	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
-	full := prefix + strings.TrimSuffix(strings.Repeat(one+", ", scaleBatch), ", ")
-	args := make([]any, 0, cols*scaleBatch)
+	full := prefix + strings.TrimSuffix(strings.Repeat(one+", ", batch), ", ")
+	args := make([]any, 0, cols*batch)
 	for txStart := 0; txStart < count; txStart += scaleTxRows {
 		tx, err := db.Begin()
 		if err != nil {
@@ -257,13 +264,13 @@ func scaleInsert(b *testing.B, db *sql.DB, prefix string, cols, count int, row f
 		if err != nil {
 			b.Fatal(err)
 		}
-		for i := txStart; i < min(count, txStart+scaleTxRows); i += scaleBatch {
+		for i := txStart; i < min(count, txStart+scaleTxRows); i += batch {
 			args = args[:0]
-			rows := min(scaleBatch, count-i)
+			rows := min(batch, count-i)
 			for j := range rows {
 				args = append(args, row(i+j)...)
 			}
-			if rows == scaleBatch {
+			if rows == batch {
 				_, err = stmt.Exec(args...)
 			} else {
 				_, err = tx.Exec(prefix+strings.TrimSuffix(strings.Repeat(one+", ", rows), ", "), args...)
