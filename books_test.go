@@ -1422,6 +1422,74 @@ func TestBooksSearchMatchesScan(t *testing.T) {
 	check("after a user's deletion")
 }
 
+// TestBooksSearchLongTerm searches for terms longer than the trigrams the
+// index is asked for (maxSearchTrigrams): books that hold the start of the
+// term but not all of it, or all of it only across title and author, are
+// not answered; the book holding it is; and a term of thousands of
+// characters is answered at once, not refused.
+func TestBooksSearchLongTerm(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	token := ts.newUser(t, "alice")
+	long := "abcdefghijklmnopqrstuvwxyz0123" // 28 trigrams
+	books := map[string][2]string{
+		"whole":    {"The " + long + " Book", "Anon"},
+		"start":    {"The " + long[:24] + " Book", "Anon"},
+		"split":    {long[:15], long[15:]},
+		"shuffled": {long[10:] + long[:10], "Anon"},
+	}
+	ids := map[string]int64{}
+	for name, b := range books {
+		x := bookDo(t, ts, "POST", "/bookapi/books", map[string]string{"title": b[0], "author": b[1]}, bearer(token)...)
+		x.mustStatus(t, http.StatusCreated)
+		ids[name] = x.book(t).id
+	}
+	for _, c := range []struct {
+		q    string
+		want []int64
+	}{
+		{long, []int64{ids["whole"]}},
+		{strings.ToUpper(long[2:]), []int64{ids["whole"]}},
+		{long[:24], []int64{ids["whole"], ids["start"]}},
+		{long + "4", nil},
+		{strings.Repeat(long, 200), nil},
+		{strings.Repeat(`\"%_ AND `, 500), nil},
+	} {
+		found, _ := bookWalk(t, ts, token, "/bookapi/books?"+url.Values{"q": {c.q}}.Encode())
+		got := bookIDs(found)
+		slices.Sort(got)
+		want := slices.Clone(c.want)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("q %.40q (%d characters): ids %v, want %v", c.q, len(c.q), got, want)
+		}
+	}
+}
+
+// TestSearchTrigrams pins the index query a search term becomes: the
+// trigrams at every third character and the last one, each once, quoted,
+// at most maxSearchTrigrams of them.
+func TestSearchTrigrams(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"ab", ""},
+		{"abc", `"abc"`},
+		{"abcd", `"abc" AND "bcd"`},
+		{"abcdef", `"abc" AND "def"`},
+		{"abcdefg", `"abc" AND "def" AND "efg"`},
+		{"crown garden", `"cro" AND "wn " AND "gar" AND "den"`},
+		{"aaaaaaa", `"aaa"`},
+		{`a"b"`, `"a""b" AND """b"""`},
+		{"äöü\x00", "\"äöü\" AND \"öü\x01\""},
+		{"NOT*", `"NOT" AND "OT*"`},
+		{strings.Repeat("abcdefghijklmnopqrstuvwxyz", 3), `"abc" AND "def" AND "ghi" AND "jkl" AND "mno" AND "pqr" AND ` +
+			`"stu" AND "vwx" AND "yza" AND "bcd" AND "efg" AND "hij" AND "klm" AND "nop" AND "qrs" AND "tuv"`},
+	} {
+		if got := searchTrigrams(c.in); got != c.want {
+			t.Errorf("searchTrigrams(%q) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
 // bookHugeBody returns a JSON object of exactly n bytes whose author is
 // padded to size.
 func bookHugeBody(n int) string {

@@ -87,7 +87,7 @@ func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // testDB returns a new, empty database for t: a SQLite file in t.TempDir(),
 // or, with TEST_DATABASE_URL set (onPostgres), a PostgreSQL schema of its own.
-func testDB(t *testing.T) string {
+func testDB(t testing.TB) string {
 	t.Helper()
 	if onPostgres() {
 		return postgresDB(t)

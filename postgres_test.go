@@ -53,7 +53,7 @@ func sqliteOnly(t *testing.T, why string) {
 }
 
 // postgresURL returns TEST_DATABASE_URL, skipping t when it is not set.
-func postgresURL(t *testing.T) string {
+func postgresURL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv("TEST_DATABASE_URL")
 	if u == "" {
@@ -64,7 +64,7 @@ func postgresURL(t *testing.T) string {
 
 // postgresAdmin opens TEST_DATABASE_URL itself, outside any test schema, for
 // creating and dropping schemas; closed by t.Cleanup.
-func postgresAdmin(t *testing.T) *sql.DB {
+func postgresAdmin(t testing.TB) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("pgx", postgresURL(t))
 	if err != nil {
@@ -76,7 +76,7 @@ func postgresAdmin(t *testing.T) *sql.DB {
 
 // postgresDB creates a new schema on TEST_DATABASE_URL, dropped with all it
 // holds by t.Cleanup, and returns a URL whose connections use it.
-func postgresDB(t *testing.T) string {
+func postgresDB(t testing.TB) string {
 	t.Helper()
 	admin := postgresAdmin(t)
 	u, err := url.Parse(postgresURL(t))
@@ -107,7 +107,7 @@ func postgresDB(t *testing.T) string {
 // that test's schema, and dropping the schema would take every other
 // schema's trigram indexes with it. It is created under the lock migrations
 // take, so that none of them sees it half made.
-func pgTrigramExtension(t *testing.T, admin *sql.DB) {
+func pgTrigramExtension(t testing.TB, admin *sql.DB) {
 	t.Helper()
 	tx, err := admin.Begin()
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -1080,11 +1079,38 @@ func likePattern(s string) string {
 // index answers: a trigram index knows nothing shorter than a trigram.
 const minSearchLen = 3
 
-// searchPhrase quotes s as one FTS5 phrase, in which every character is
-// text, operators, stars and quotes included: a double quote is doubled.
-// A NUL would end the query text, so it becomes U+0001, as in likePattern.
-func searchPhrase(s string) string {
-	return `"` + strings.NewReplacer(`"`, `""`, "\x00", "\x01").Replace(s) + `"`
+// maxSearchTrigrams bounds the trigrams a search asks the search index
+// for: a long q would otherwise be one index lookup per trigram.
+const maxSearchTrigrams = 16
+
+// searchTrigrams is the FTS5 query for the books whose title and author
+// between them hold the trigrams of s that cover it: those at characters
+// 0, 3, 6 ... and the last one, each character of s in one of them, each
+// trigram once, at most maxSearchTrigrams. Every book holding s holds them;
+// a book holding them apart is dropped by the LIKE condition, and reading
+// the lists of a third of the trigrams is the cheaper part (docs/scale.md).
+// Each is quoted, so that every character is text, operators, stars and
+// quotes included: a double quote is doubled. A NUL would end the query
+// text, so it becomes U+0001, as in likePattern. With fewer than three
+// characters in s it is "". The trigram tokenizer splits text into
+// characters (code points), and s, a folded key, is valid UTF-8, as every
+// indexed key is.
+func searchTrigrams(s string) string {
+	r := []rune(strings.ReplaceAll(s, "\x00", "\x01"))
+	if len(r) < 3 {
+		return ""
+	}
+	var terms []string
+	for i := 0; len(terms) < maxSearchTrigrams; i += 3 {
+		i = min(i, len(r)-3) // the last trigram may overlap the one before
+		if t := `"` + strings.ReplaceAll(string(r[i:i+3]), `"`, `""`) + `"`; !slices.Contains(terms, t) {
+			terms = append(terms, t)
+		}
+		if i+3 == len(r) {
+			break
+		}
+	}
+	return strings.Join(terms, " AND ")
 }
 
 // bookPage returns the statement and arguments that select the page f
@@ -1095,8 +1121,8 @@ func searchPhrase(s string) string {
 // databases: the exact answer. On PostgreSQL the trigram indexes serve that
 // condition itself (migrations/postgres/0005_search.sql). On SQLite a
 // search of at least minSearchLen characters, with no author or owner, also
-// joins books_search (migrations/0005_search.sql) on the phrase of its
-// trigrams and pages by its rowids, which FTS5 yields in order: a term found
+// joins books_search (migrations/0008_search_rowids.sql) on its trigrams
+// and pages by its rowids, which FTS5 yields in order: a term found
 // in half the books reads one page of them, a rare one only its own books.
 // With an author or owner, that filter's index leads, as before, reading
 // that author's or owner's books: a join would add a lookup in the search
@@ -1106,9 +1132,9 @@ func bookPage(sel string, f bookFilter, postgres bool) (string, []any) {
 	var args []any
 	q.WriteString(sel)
 	id := "b.id"
-	if !postgres && f.Author == "" && f.Owner == "" && utf8.RuneCountInString(f.Q) >= minSearchLen {
+	if terms := searchTrigrams(foldKey(f.Q)); !postgres && f.Author == "" && f.Owner == "" && terms != "" {
 		q.WriteString(` JOIN books_search s ON s.rowid = b.id WHERE books_search MATCH ? AND`)
-		args = append(args, searchPhrase(foldKey(f.Q)))
+		args = append(args, terms)
 		id = "s.rowid"
 	} else {
 		q.WriteString(` WHERE`)

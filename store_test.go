@@ -15,6 +15,7 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+	"unicode/utf8"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -22,7 +23,7 @@ import (
 
 // openTestStore opens a store on a new database (testDB), closed by
 // t.Cleanup.
-func openTestStore(t *testing.T) *store {
+func openTestStore(t testing.TB) *store {
 	t.Helper()
 	st, err := openStore(context.Background(), testDB(t), defaultMaxConns(testDB(t)), discardLog())
 	if err != nil {
@@ -50,7 +51,7 @@ func openRawDB(t *testing.T, path string) *sql.DB {
 }
 
 // storeUser creates a user with a placeholder hash, failing the test on error.
-func storeUser(t *testing.T, st *store, name string, admin bool) user {
+func storeUser(t testing.TB, st *store, name string, admin bool) user {
 	t.Helper()
 	u, err := st.createUser(context.Background(), "pid-"+strings.ToLower(name), name, "hash-of-"+name, admin, testStart)
 	if err != nil {
@@ -697,6 +698,35 @@ func checkSearchIndex(t *testing.T, st *store) {
 	}
 }
 
+// FuzzSearchTerm stores a book whose title holds the fuzzed term, as
+// cleanText would accept it, and searches for the term: the index query made
+// of it (searchTrigrams) must be valid FTS5 whatever it holds, and the first
+// book found from there on must be that one.
+func FuzzSearchTerm(f *testing.F) {
+	for _, s := range []string{"abc", `"*" AND NEAR(x`, `""" OR "`, "ßẞſ", `%_\`, "crown garden", "🙂🙂🙂🙂", "İIıi"} {
+		f.Add(s)
+	}
+	ctx := context.Background()
+	st := openTestStore(f)
+	owner := storeUser(f, st, "alice", false)
+	n := 0
+	f.Fuzz(func(t *testing.T, term string) {
+		title, err := cleanText("title", "“"+term+"”")
+		if err != nil || utf8.RuneCountInString(term) < minSearchLen {
+			t.Skip()
+		}
+		n++
+		b, err := st.createBook(ctx, owner.ID, fmt.Sprint(n, title), "Anon", "", testStart)
+		if err != nil {
+			t.Fatalf("createBook(%q): %v", title, err)
+		}
+		found, err := st.listBooks(ctx, bookFilter{Q: term, After: b.ID - 1, Limit: 1})
+		if err != nil || len(found) != 1 || found[0].ID != b.ID {
+			t.Fatalf("search for %q after %d: %+v, %v; want book %d", term, b.ID-1, found, err, b.ID)
+		}
+	})
+}
+
 func TestStoreSessionUser(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -1296,9 +1326,17 @@ func TestOpenStoreBuildsSearchIndexOfOlderDatabase(t *testing.T) {
 		t.Fatalf("openStore on a version 4 database: %v", err)
 	}
 	defer st.close()
-	for _, line := range []string{`msg="upgrading database schema" step=0005_search.sql`, `msg="upgraded database schema" step=0005_search.sql duration=`} {
-		if !strings.Contains(logs.String(), line) {
-			t.Errorf("openStore on a version 4 database logged\n%s\nwant a line with %s", logs, line)
+	for _, step := range []string{"0005_search.sql", "0008_search_rowids.sql"} {
+		for _, line := range []string{`msg="upgrading database schema" step=` + step, `msg="upgraded database schema" step=` + step + ` duration=`} {
+			if !strings.Contains(logs.String(), line) {
+				t.Errorf("openStore on a version 4 database logged\n%s\nwant a line with %s", logs, line)
+			}
+		}
+	}
+	if !st.postgres {
+		var def string
+		if err := st.r.QueryRow(`SELECT sql FROM sqlite_schema WHERE name = 'books_search'`).Scan(&def); err != nil || !strings.Contains(def, "detail = 'none'") {
+			t.Errorf("books_search after the upgrade: %q, %v; want the table of 0008_search_rowids.sql", def, err)
 		}
 	}
 	for _, q := range []string{"STRAẞE", "σίσυφος", `% \ "q`, "old", "lai", "none"} {
