@@ -17,8 +17,8 @@
 # later run reuses them as they are (no load, no upgrade); FRESH=1 deletes
 # them first. SCALE_REQUESTS (1000) requests per route, after 20 unmeasured;
 # a route stops after 10 s once it has 200.
-# 1M books took 107 s to load into SQLite (47 s into PostgreSQL) on 2 busy
-# cores, and take 0.55 GB of SQLite (0.65 GB of PostgreSQL) on disk.
+# 1M books took 25 s to load into SQLite (37 s into PostgreSQL) on 2 cores,
+# and take 0.55 GB of SQLite (0.66 GB of PostgreSQL) on disk.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
