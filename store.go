@@ -1158,11 +1158,14 @@ func bookPage(sel string, f bookFilter, postgres bool) (string, []any) {
 	return q.String(), append(args, f.Limit)
 }
 
-// Page selections: the columns of each book, or its doc.
-const (
-	selectBooks = `SELECT ` + bookColumns + ` FROM books b JOIN users u ON u.id = b.owner_id`
-	selectDocs  = `SELECT b.doc, b.doc_version FROM books b`
-)
+// Page selections: the columns of each book, or its doc, which is NULL
+// when missing or in another format than docVersion. One column a row, not
+// the doc and its version: each column read takes the lock of SQLite's
+// connection, and the second column slowed BenchmarkAPI's list-100
+// (docs/performance.md).
+const selectBooks = `SELECT ` + bookColumns + ` FROM books b JOIN users u ON u.id = b.owner_id`
+
+var selectDocs = `SELECT CASE WHEN b.doc_version = ` + strconv.Itoa(docVersion) + ` THEN b.doc END FROM books b`
 
 // queryPage runs a page's statement. A substring search keeps its request's
 // context: with an author or owner it reads all of theirs, and on
@@ -1221,7 +1224,6 @@ func (st *store) appendBooks(ctx context.Context, dst []byte, f bookFilter) (_ [
 	}
 	defer rows.Close()
 	var doc sql.RawBytes
-	var version int
 	n, lastDoc := 0, start
 	complete := true
 	for rows.Next() {
@@ -1229,10 +1231,10 @@ func (st *store) appendBooks(ctx context.Context, dst []byte, f bookFilter) (_ [
 			more = true
 			break
 		}
-		if err := rows.Scan(&doc, &version); err != nil {
+		if err := rows.Scan(&doc); err != nil {
 			return dst[:start], 0, false, fmt.Errorf("list books: %w", classify(err))
 		}
-		if doc == nil || version != docVersion {
+		if doc == nil {
 			complete = false
 			break
 		}
