@@ -1132,7 +1132,12 @@ func bookPage(sel string, f bookFilter, postgres bool) (string, []any) {
 	var args []any
 	q.WriteString(sel)
 	id := "b.id"
-	if terms := searchTrigrams(foldKey(f.Q)); !postgres && f.Author == "" && f.Owner == "" && terms != "" {
+	key := foldKey(f.Q)
+	var terms string // the search index's query, where it serves
+	if !postgres && f.Author == "" && f.Owner == "" {
+		terms = searchTrigrams(key)
+	}
+	if terms != "" {
 		q.WriteString(` JOIN books_search s ON s.rowid = b.id WHERE books_search MATCH ? AND`)
 		args = append(args, terms)
 		id = "s.rowid"
@@ -1143,7 +1148,7 @@ func bookPage(sel string, f bookFilter, postgres bool) (string, []any) {
 	args = append(args, f.After)
 	if f.Q != "" {
 		q.WriteString(` AND (b.title_key LIKE ? ESCAPE '\' OR b.author_key LIKE ? ESCAPE '\')`)
-		p := likePattern(foldKey(f.Q))
+		p := likePattern(key)
 		args = append(args, p, p)
 	}
 	if f.Author != "" {
