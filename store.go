@@ -537,10 +537,10 @@ func classify(err error) error {
 // changes are committed together (fn returned nil) or not at all.
 //
 // Concurrent calls are committed in groups: the writer goroutine takes every
-// job waiting, runs each in its own savepoint of one immediate transaction,
-// and commits once, so a burst of writes pays for one fsync instead of one
-// each. A job whose fn fails is rolled back to its savepoint without
-// touching the others; a failed commit fails the whole group. No caller is
+// job waiting, runs them in one immediate transaction, and commits once, so
+// a burst of writes pays for one fsync instead of one each. A job whose fn
+// fails fails alone: the group runs again, each job in a savepoint of its
+// own (commitGroup). A failed commit fails the whole group. No caller is
 // answered before the commit that holds its changes has returned.
 //
 // fn gets a context that is never cancelled: interrupting a statement would
@@ -550,8 +550,10 @@ func classify(err error) error {
 // wait at most busy_timeout), so that no caller is told a write failed that
 // then commits.
 //
-// On PostgreSQL each call is a transaction of its own (pgTx), which may run
-// fn more than once: fn must set whatever it returns on every run.
+// On PostgreSQL each call is a transaction of its own (pgTx). On either
+// store fn may run more than once (another job of its group failed; a
+// PostgreSQL transaction is retried): fn must set whatever it returns on
+// every run.
 func (st *store) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	if st.postgres {
 		return st.pgTx(ctx, fn)
@@ -608,51 +610,70 @@ func (st *store) writer() {
 }
 
 // commitGroup runs a group of jobs in one transaction and answers each.
+//
+// The jobs run one after another, with no savepoints between them: FTS5
+// writes its pending index entries as a segment of their own at every
+// savepoint, so a savepoint a job would give every new book a segment
+// (migrations/0009_search_insert.sql). If a job fails, its changes cannot
+// be undone alone, so the transaction is rolled back and the group runs
+// again, this time with a savepoint a job: a job that fails there is rolled
+// back to its savepoint, without touching the others. A job may so run
+// twice, as on PostgreSQL (see tx).
 func (st *store) commitGroup(group []*writeJob) {
-	ctx := context.Background()
 	errs := make([]error, len(group))
-	answer := func(commitErr error) {
-		for i, j := range group {
-			if errs[i] == nil {
-				errs[i] = commitErr
-			}
-			j.done <- classify(errs[i])
-		}
-	}
-	tx, err := st.w.BeginTx(ctx, nil)
-	if err != nil {
-		answer(err)
-		return
-	}
-	if len(group) == 1 { // no savepoint needed
-		if errs[0] = group[0].fn(ctx, tx); errs[0] != nil {
-			tx.Rollback()
-			answer(nil)
-			return
-		}
-		answer(tx.Commit())
-		return
+	err := st.commitJobs(group, errs, false)
+	if errors.Is(err, errJobFailed) && len(group) > 1 {
+		clear(errs)
+		err = st.commitJobs(group, errs, true)
 	}
 	for i, j := range group {
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT job"); err != nil {
-			tx.Rollback()
-			answer(err)
-			return
+		if errs[i] == nil {
+			errs[i] = err
+		}
+		j.done <- classify(errs[i])
+	}
+}
+
+// errJobFailed is commitJobs' answer when a job failed without savepoints,
+// which leaves the whole transaction rolled back.
+var errJobFailed = errors.New("a job failed")
+
+// commitJobs runs jobs in one transaction, records each job's error in
+// errs, and commits. Without savepoints, the first job to fail ends the
+// transaction (errJobFailed); with them, a job that fails is rolled back to
+// its savepoint and the others go on. An error in beginning, in a
+// savepoint or in the commit is returned, and nothing is committed.
+func (st *store) commitJobs(jobs []*writeJob, errs []error, savepoints bool) error {
+	ctx := context.Background()
+	tx, err := st.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // after Commit, a no-op
+	exec := func(stmt string) error {
+		if !savepoints {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, stmt)
+		return err
+	}
+	for i, j := range jobs {
+		if err := exec("SAVEPOINT job"); err != nil {
+			return err
 		}
 		if errs[i] = j.fn(ctx, tx); errs[i] != nil {
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO job"); err != nil {
-				tx.Rollback()
-				answer(err)
-				return
+			if !savepoints {
+				return errJobFailed
+			}
+			if err := exec("ROLLBACK TO job"); err != nil {
+				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE job"); err != nil {
-			tx.Rollback()
-			answer(err)
-			return
+		if err := exec("RELEASE job"); err != nil {
+			return err
 		}
 	}
-	answer(tx.Commit())
+	return tx.Commit()
 }
 
 // ping reports whether the database answers a read through the reader pool
@@ -1038,17 +1059,42 @@ func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid:
 
 // createBook stores a book owned by ownerID; a title taken in any letter case
 // is errConflict.
+//
+// On SQLite it also writes what triggers write for other changes of books:
+// the owner's book count and the book's entry in the search index. Neither
+// the INSERT nor anything after it runs a trigger or a RETURNING clause, so
+// no statement of the creates committed together has a statement journal,
+// and FTS5 writes their entries as one segment at the commit instead of one
+// segment a book (migrations/0009_search_insert.sql).
 func (st *store) createBook(ctx context.Context, ownerID int64, title, author, isbn string, now time.Time) (book, error) {
+	const insert = `INSERT INTO books (title, title_key, author, author_key, isbn, owner_id, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	titleKey, authorKey := foldKey(title), foldKey(author)
+	args := []any{title, titleKey, author, authorKey, nullable(isbn), ownerID, unix(now), unix(now)}
 	var b book
 	err := st.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var id int64
-		err := tx.QueryRowContext(ctx,
-			`INSERT INTO books (title, title_key, author, author_key, isbn, owner_id, created_at, updated_at)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			title, foldKey(title), author, foldKey(author), nullable(isbn), ownerID, unix(now), unix(now)).Scan(&id)
-		if err != nil {
-			return err
+		if st.postgres {
+			if err := tx.QueryRowContext(ctx, insert+` RETURNING id`, args...).Scan(&id); err != nil {
+				return err
+			}
+		} else {
+			res, err := tx.ExecContext(ctx, insert, args...)
+			if err != nil {
+				return err
+			}
+			if id, err = res.LastInsertId(); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE users SET book_count = book_count + 1 WHERE id = ?`, ownerID); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO books_search (rowid, title_key, author_key) VALUES (?, ?, ?)`,
+				id, titleKey, authorKey); err != nil {
+				return err
+			}
 		}
+		var err error
 		b, err = writeDoc(ctx, tx, id)
 		return err
 	})

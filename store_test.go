@@ -1049,10 +1049,6 @@ func TestStoreListingQueriesUseIndexes(t *testing.T) {
 	}
 }
 
-// TestGroupCommitIsolatesJobs runs many write transactions at once, so the
-// writer groups them, and checks that each job's changes are all there or
-// not at all: a job that fails after writing leaves no trace, and its
-// failure does not touch the jobs it shared a commit with.
 // TestGroupCommitSizes checks the histogram of the writer's group sizes: a
 // job holds the writer while ten more queue behind it, which makes one group
 // of 1 and then one of 10.
@@ -1100,6 +1096,11 @@ func TestGroupCommitSizes(t *testing.T) {
 	}
 }
 
+// TestGroupCommitIsolatesJobs runs many write transactions at once, so the
+// writer groups them, and checks that each job's changes are all there or
+// not at all: a job that fails after writing leaves no trace, and its
+// failure does not touch the jobs it shared a commit with (the group runs
+// again, with a savepoint a job).
 func TestGroupCommitIsolatesJobs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -1162,6 +1163,118 @@ func TestGroupCommitIsolatesJobs(t *testing.T) {
 	st.r.QueryRow(`SELECT COUNT(*) FROM books`).Scan(&total)
 	if total != want+1 {
 		t.Errorf("books = %d, want %d", total, want+1)
+	}
+}
+
+// TestConcurrentCreates releases 120 creates at once, in 40 titles taken
+// three times each in different letter cases: each title is stored once,
+// the other two are conflicts, and every stored book is counted for its
+// owner and found by a search for its title, on both stores.
+func TestConcurrentCreates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	owners := []user{storeUser(t, st, "alice", false), storeUser(t, st, "bob", false)}
+	const titles = 40
+	title := func(i int) string { return fmt.Sprintf("Concurrent title %03d", i%titles) }
+	cases := []func(string) string{strings.Clone, strings.ToUpper, strings.ToLower}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	created := make([]book, 3*titles)
+	errs := make([]error, 3*titles)
+	for i := range 3 * titles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			created[i], errs[i] = st.createBook(ctx, owners[i%2].ID, cases[i/titles](title(i)), "Author", "", time.Now())
+		}()
+	}
+	close(start)
+	wg.Wait()
+	stored := map[string]book{}
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if _, dup := stored[foldKey(title(i))]; dup {
+				t.Errorf("%q stored twice", title(i))
+			}
+			stored[foldKey(title(i))] = created[i]
+		case !errors.Is(err, errConflict):
+			t.Errorf("create %q: %v, want success or errConflict", created[i].Title, err)
+		}
+	}
+	if len(stored) != titles {
+		t.Errorf("%d titles stored, want %d", len(stored), titles)
+	}
+	for _, b := range stored {
+		found, err := st.listBooks(ctx, bookFilter{Q: strings.ToLower(b.Title), Limit: 10})
+		if err != nil || len(found) != 1 || found[0].ID != b.ID {
+			t.Errorf("search for %q: %v, %v; want book %d alone", b.Title, found, err, b.ID)
+		}
+	}
+	listed, err := st.listUsers(ctx, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range listed {
+		if want := countRows(t, st.r, "books", "owner_id = ?", u.ID); u.Books != want {
+			t.Errorf("%s has %d books listed, %d stored", u.Username, u.Books, want)
+		}
+	}
+	checkSearchIndex(t, st)
+}
+
+// TestGroupOfCreatesWritesOneSegment queues 50 creates behind a job that
+// holds the writer, so they are committed as one group, and checks that
+// the search index received their entries as one segment, not 50: a
+// trigger on INSERT, a RETURNING clause or a savepoint a job would each
+// make FTS5 write a segment a book (migrations/0009_search_insert.sql).
+// Merging is off, so each segment written stays to be counted.
+func TestGroupOfCreatesWritesOneSegment(t *testing.T) {
+	sqliteOnly(t, "SQLite's FTS5 search index and writer goroutine")
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t)
+	alice := storeUser(t, st, "alice", false)
+	for _, cfg := range []string{`('automerge', 0)`, `('crisismerge', 1000)`} {
+		if _, err := st.w.Exec(`INSERT INTO books_search (books_search, rank) VALUES ` + cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dataRows := func() int { return countRows(t, st.r, "books_search_data", "1") }
+	before := dataRows()
+	held, release := make(chan struct{}), make(chan struct{})
+	go st.tx(ctx, func(context.Context, *sql.Tx) error {
+		close(held)
+		<-release
+		return nil
+	})
+	<-held
+	const n = 50
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := st.createBook(ctx, alice.ID, fmt.Sprintf("Grouped book %02d", i), "Same Author", "", time.Now())
+			errs <- err
+		}()
+	}
+	pollUntil(t, 10*time.Second, "50 creates queued behind the writer", func() bool { return len(st.writes) == n })
+	close(release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One segment of 50 short titles fills a few pages; a segment a book
+	// would be at least 50 rows.
+	if grew := dataRows() - before; grew > 10 {
+		t.Errorf("search index data grew by %d rows for one group of %d creates; want one segment (a few rows)", grew, n)
+	}
+	checkSearchIndex(t, st)
+	found, err := st.listBooks(ctx, bookFilter{Q: "grouped book", Limit: 100})
+	if err != nil || len(found) != n {
+		t.Errorf("search for the group's books: %d found, %v; want %d", len(found), err, n)
 	}
 }
 
