@@ -650,7 +650,8 @@ func (st *store) commitJobs(jobs []*writeJob, errs []error, savepoints bool) err
 		return err
 	}
 	defer tx.Rollback() // after Commit, a no-op
-	exec := func(stmt string) error {
+	// savepoint runs a savepoint statement, when there are savepoints.
+	savepoint := func(stmt string) error {
 		if !savepoints {
 			return nil
 		}
@@ -658,18 +659,18 @@ func (st *store) commitJobs(jobs []*writeJob, errs []error, savepoints bool) err
 		return err
 	}
 	for i, j := range jobs {
-		if err := exec("SAVEPOINT job"); err != nil {
+		if err := savepoint("SAVEPOINT job"); err != nil {
 			return err
 		}
 		if errs[i] = j.fn(ctx, tx); errs[i] != nil {
 			if !savepoints {
 				return errJobFailed
 			}
-			if err := exec("ROLLBACK TO job"); err != nil {
+			if err := savepoint("ROLLBACK TO job"); err != nil {
 				return err
 			}
 		}
-		if err := exec("RELEASE job"); err != nil {
+		if err := savepoint("RELEASE job"); err != nil {
 			return err
 		}
 	}
