@@ -75,7 +75,8 @@ done
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for alt in $(seq "$ALTS"); do
 	for i in $(seq 0 $(($# - 1))); do
-		pid=${PIDS[i]} a=$(ticks "${PIDS[i]}")
+		pid=${PIDS[i]}
+		a=$(ticks "$pid")
 		args=()
 		[[ $WORKLOAD != create ]] || args=(-- "ab$alt-$RANDOM") # a new title prefix each run
 		out=$(wrk -t2 -c"$CONNS" -d"$DUR" --timeout 30s -s "$ROOT/bench/wrk/$SCRIPT" -H "Authorization: Bearer ${TOKENS[i]}" \
